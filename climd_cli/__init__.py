@@ -1,0 +1,1 @@
+"""The ``climd`` command line: thin Typer commands over the :mod:`stages` library."""

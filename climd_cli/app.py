@@ -1,0 +1,62 @@
+"""The climd command line. Commands are listed in pipeline order."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stages import __version__
+from stages.errors import EXIT_CODES
+
+from . import common
+
+EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
+
+app = typer.Typer(
+    name="climd",
+    help="CLIMD: curriculum learning for imbalanced multimodal diagnosis, as pipeline stages.\n\n"
+         "encode -> score -> fit-dist -> schedule -> train -> evaluate -> report. Each stage reads and "
+         "writes cached artifacts under <cache-dir>/<run>/ and is reused when nothing changed.",
+    epilog=f"Quick start: climd encode --run demo && climd score --run demo && climd fit-dist --run demo "
+           f"&& climd schedule --run demo && climd train --run demo && climd evaluate --run demo\n\n"
+           f"Exit codes:\n\n{EXIT_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"climd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr; no progress bars.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars (they are off anyway when stderr is not a terminal).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+):
+    from stages import progress
+
+    common.setup_logging(quiet, debug)
+    if quiet or no_progress:
+        progress.set_enabled(False)
+
+
+def _register():
+    from .cmd_encode import EPILOG as ENCODE_EPILOG, encode
+    from .cmd_inspect import EPILOG as INSPECT_EPILOG, inspect
+
+    app.command("encode", epilog=ENCODE_EPILOG)(encode)
+    app.command("inspect", epilog=INSPECT_EPILOG)(inspect)
+
+
+_register()
+
+
+def main():
+    app()

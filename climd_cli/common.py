@@ -1,0 +1,115 @@
+"""What every command shares: options, logging, error handling, output conventions.
+
+Logs and progress go to stderr; stdout carries only artifact paths or --json output, so commands
+compose in shell pipelines.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from stages.errors import ClimdError
+
+err = Console(stderr=True)
+log = logging.getLogger("climd")
+
+CACHE = "Cache"
+RunOpt = Annotated[str, typer.Option("--run", "-r", help="Run name: artifacts live in <cache-dir>/<run>/.",
+                                     rich_help_panel=CACHE)]
+CacheOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", envvar="CLIMD_CACHE", help="Artifact root (default ./cache, or $CLIMD_CACHE).",
+    rich_help_panel=CACHE, show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if a matching artifact exists.",
+                                        rich_help_panel=CACHE)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.", rich_help_panel="Output")]
+DEFAULT_RUN = "default"
+
+
+def command(fn):
+    """Turn library errors into one clear message and a documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from stages.store import set_command_line
+
+        ctx = _current_context()
+        set_command_line(_command_line(ctx) if ctx is not None else "")
+        try:
+            return fn(*args, **kwargs)
+        except ClimdError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            if exc.fix:
+                err.print(f"  [bold]fix:[/] {exc.fix}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: rerun the same command to resume")
+            raise typer.Exit(130)
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(0)
+
+    return wrapper
+
+
+def _current_context():
+    # Typer >= 0.20 vendors click as typer._click; older releases use click itself.
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
+def _command_line(ctx) -> str:
+    """The command as the user could retype it: the options that differ from their defaults."""
+    parts = ["climd", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+            continue
+        if value == param.default or value is None or param.name == "json":
+            continue
+        flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
+        if isinstance(value, bool):
+            parts.append(flag if value else (param.secondary_opts or [flag])[0])
+        elif isinstance(value, (list, tuple)):
+            parts += [f"{flag} {v}" for v in value]
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def report(stage: str, artifact, reused: bool, as_json: bool, extra: str = "") -> None:
+    """stderr: what happened; stdout: the artifact path (or the JSON summary)."""
+    verb = "reused" if reused else f"built in {artifact.meta.get('duration_s', 0):.1f} s"
+    err.print(f"[green]{stage}[/]: {verb} -> {artifact.path} (key {artifact.key[:10]}){extra}",
+              highlight=False)
+    if as_json:
+        typer.echo(json.dumps({"path": str(artifact.path), "reused": reused, "key": artifact.key,
+                               "summary": artifact.summary}, default=str))
+    else:
+        typer.echo(str(artifact.path))
+
+
+def setup_logging(quiet: bool, debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def store(run: str, cache_dir: Optional[Path]):
+    from stages.store import RunStore
+
+    return RunStore(cache_dir, run)

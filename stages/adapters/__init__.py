@@ -1,0 +1,82 @@
+"""Data adapters: every supported layout becomes one :class:`stages.dataset.Dataset`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..dataset import Dataset, validate
+from ..errors import DataError, UsageError
+from . import derm7pt, manifest, mogonet, tcga
+from .splits import carve_validation
+
+FORMATS = ("mogonet", "tcga", "derm7pt", "manifest")
+EMBEDDED_ROSMAP = Path(__file__).resolve().parent.parent / "embedded" / "rosmap"
+
+
+@dataclass
+class DataOptions:
+    """Everything that decides which samples, labels, modalities and split a data set yields."""
+
+    format: str | None = None
+    modalities: list[str] | None = None
+    split_file: Path | None = None
+    test_size: float = 0.3
+    split_seed: int = 0
+    val_fraction: float = 0.0
+    task: str = "diag5"
+    derm_tabular: str = "meta"
+    impute: str | None = None
+
+    def as_params(self) -> dict:
+        d = dict(self.__dict__)
+        d["split_file"] = str(self.split_file) if self.split_file else None
+        return d
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist", fix="check --data")
+    if manifest.looks_like(path):
+        return "manifest"
+    if path.is_dir():
+        for name, module in (("mogonet", mogonet), ("derm7pt", derm7pt), ("tcga", tcga)):
+            if module.looks_like(path):
+                return name
+    raise DataError(f"cannot tell the format of {path}",
+                    fix=f"pass --format {'|'.join(FORMATS)} (see `climd encode --help`)")
+
+
+def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
+    """Read, split and validate a data set. ``path=None`` is the embedded ROSMAP."""
+    path = Path(path) if path else EMBEDDED_ROSMAP
+    fmt = opts.format or detect_format(path)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}", fix=f"choose from {', '.join(FORMATS)}")
+    if fmt == "mogonet":
+        _no_split_options(opts, fmt)
+        ds = mogonet.load(path)
+    elif fmt == "tcga":
+        ds = tcga.load(path, opts.modalities, opts.split_file, opts.test_size, opts.split_seed)
+    elif fmt == "derm7pt":
+        _no_split_options(opts, fmt)
+        ds = derm7pt.load(path, opts.task, opts.derm_tabular)
+    else:
+        ds = manifest.load(path, opts.test_size, opts.split_seed)
+    if opts.modalities and fmt != "tcga":
+        ds.modalities = _select(ds, opts.modalities)
+    ds.split = carve_validation(ds.split, ds.labels, opts.val_fraction, opts.split_seed)
+    validate(ds, opts.impute)
+    return ds
+
+
+def _no_split_options(opts: DataOptions, fmt: str) -> None:
+    if opts.split_file:
+        raise UsageError(f"--split-file does not apply to {fmt} data: its split is part of the data set")
+
+
+def _select(ds: Dataset, names: list[str]) -> dict:
+    unknown = [n for n in names if n not in ds.modalities]
+    if unknown:
+        raise UsageError(f"unknown modality {unknown}", fix=f"choose from {list(ds.modalities)}")
+    return {n: ds.modalities[n] for n in names}

@@ -1,0 +1,107 @@
+"""A user's own data described by a small YAML/JSON manifest::
+
+    table: samples.csv            # one row per sample (paths are relative to the manifest)
+    id_column: sample_id
+    label_column: diagnosis
+    split_column: split           # optional: train|valid|test per row
+    classes: [benign, malignant]  # optional: fixes the class order; other labels are an error
+    modalities:
+      labs:   {type: tabular, file: labs.csv}           # CSV keyed by sample id (first column)
+      vitals: {type: tabular, columns: [age, bmi]}      # numeric columns of the main table
+      ct:     {type: image, column: ct_path, root: images}
+      notes:  {type: text, column: report}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..dataset import KINDS, Dataset, Modality, class_index
+from ..errors import DataError
+from .common import align, read_keyed_table, require_file, to_float
+from .derm7pt import resolve_images
+from .splits import stratified_split
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def looks_like(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in SUFFIXES
+
+
+def read_spec(path: Path) -> dict:
+    text = require_file(path, "manifest").read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            spec = json.loads(text)
+        else:
+            import yaml
+            spec = yaml.safe_load(text)
+    except Exception as exc:  # yaml and json raise different types; both mean "unreadable"
+        raise DataError(f"{path}: cannot parse the manifest ({exc})")
+    if not isinstance(spec, dict):
+        raise DataError(f"{path}: the manifest must be a mapping")
+    for key in ("table", "id_column", "label_column", "modalities"):
+        if key not in spec:
+            raise DataError(f"{path}: manifest has no {key!r}", fix=f"add '{key}:' (see `climd encode --help`)")
+    return spec
+
+
+def load(path: Path, test_size: float = 0.3, seed: int = 0) -> Dataset:
+    path = Path(path)
+    spec = read_spec(path)
+    base = path.parent
+    table_path = require_file(base / spec["table"], "manifest table")
+    table = pd.read_csv(table_path, dtype={spec["id_column"]: str})
+    for col in (spec["id_column"], spec["label_column"]):
+        if col not in table.columns:
+            raise DataError(f"{table_path}: no column {col!r} (named in {path.name})")
+    ids = table[spec["id_column"]].astype(str).str.strip().tolist()
+    labels, names = class_index(table[spec["label_column"]].tolist(), table_path, spec.get("classes"))
+    files = [path, table_path]
+    mods = {}
+    for name, mspec in spec["modalities"].items():
+        mods[name] = _modality(name, mspec or {}, table, ids, base, table_path, path, files)
+    if spec.get("split_column"):
+        col = spec["split_column"]
+        if col not in table.columns:
+            raise DataError(f"{table_path}: no split column {col!r}")
+        split = table[col].astype(str).str.strip().str.lower().to_numpy(dtype=object)
+        notes = []
+    else:
+        split = stratified_split(labels, test_size, seed)
+        notes = [f"stratified split: test_size={test_size}, seed={seed}"]
+    return Dataset(name=spec.get("name", path.stem), ids=np.array(ids, dtype=object), labels=labels,
+                   class_names=names, split=split, modalities=mods, label_source=table_path,
+                   files=files, notes=notes)
+
+
+def _modality(name, mspec, table, ids, base, table_path, manifest, files) -> Modality:
+    kind = mspec.get("type")
+    if kind not in KINDS:
+        raise DataError(f"{manifest}: modality {name!r} has type {kind!r}", fix=f"use one of {KINDS}")
+    if kind == "tabular" and "file" in mspec:
+        mod_path = base / mspec["file"]
+        frame = read_keyed_table(mod_path, f"modality {name!r}")
+        files.append(mod_path)
+        return Modality(name, kind, align(frame, ids, mod_path, table_path), mod_path, list(map(str, frame.columns)))
+    if kind == "tabular":
+        cols = mspec.get("columns") or []
+        missing = [c for c in cols if c not in table.columns]
+        if not cols or missing:
+            raise DataError(f"{manifest}: tabular modality {name!r} needs 'file' or existing 'columns'"
+                            + (f" (missing {missing})" if missing else ""))
+        return Modality(name, kind, to_float(table[cols], table_path), table_path, list(cols))
+    col = mspec.get("column")
+    if col not in table.columns:
+        raise DataError(f"{table_path}: no column {col!r} for {kind} modality {name!r}")
+    if kind == "image":
+        root = base / mspec.get("root", ".")
+        paths = resolve_images(root, table[col].astype(str).tolist(), table_path)
+        files.extend(paths)
+        return Modality(name, kind, paths, table_path)
+    texts = table[col].fillna("").astype(str).tolist()
+    return Modality(name, kind, texts, table_path)

@@ -1,0 +1,176 @@
+"""Stage ``encode``: every modality of a data set becomes a float32 feature matrix in one HDF5 file.
+
+Tabular: standardised with training-split statistics. Image: a pretrained CNN without its head
+(optionally also its four stage maps pooled to a token grid, for CFCML). Text: a local transformers
+model. The data fingerprint (a hash of every file read) and the parameters form the cache key.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .adapters import DataOptions, load_dataset
+from .dataset import Dataset
+from .features import FILE
+from .hashing import files_fingerprint
+from .store import Artifact, RunStore
+
+STAGE, VERSION = "encode", 1
+log = logging.getLogger("climd")
+
+
+@dataclass
+class EncodeOptions:
+    image_encoder: str = "efficientnet-lite0"
+    image_weights: Path | None = None
+    image_size: int = 224
+    allow_random_weights: bool = False
+    image_stages: bool = False
+    stage_grid: int = 7
+    text_model: Path | None = None
+    text_pool: str = "mean"
+    batch_size: int = 32
+    device: str = "auto"
+
+
+def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
+        force: bool = False) -> tuple[Artifact, bool]:
+    ds = load_dataset(data, data_opts)
+    for note in ds.notes:
+        log.info("%s: %s", ds.name, note)
+    kinds = {m.kind for m in ds.modalities.values()}
+    params = {"data": data_opts.as_params(), "modalities": {k: m.kind for k, m in ds.modalities.items()},
+              **_model_params(opts, kinds)}
+    data_path = Path(data) if data else None
+    inputs = {"data": {"path": str(data_path or "embedded:rosmap"),
+                       "fingerprint": files_fingerprint(ds.files, root=None)}}
+    return store.build(STAGE, STAGE, VERSION, params, inputs,
+                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force)
+
+
+def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
+    """Only the options that change the features of the modalities present enter the key."""
+    from . import device as devices
+
+    params = {}
+    needs_device = bool(kinds & {"image", "text"})
+    if needs_device:
+        params["compute"] = "cuda-amp" if devices.resolve(opts.device).startswith("cuda") else "cpu-fp32"
+    if "image" in kinds:
+        from .encoders import image
+
+        weights = Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder)
+        params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size,
+                           "weights_sha256": _sha(weights), "allow_random": opts.allow_random_weights,
+                           "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None}
+    if "text" in kinds:
+        from .encoders import text
+
+        model_dir = opts.text_model or text.default_model()
+        params["text"] = {"model": text.fingerprint(model_dir) if model_dir else None, "pool": opts.text_pool}
+    return params
+
+
+def _sha(path: Path | None) -> str | None:
+    from .hashing import file_sha256
+
+    return file_sha256(path) if path and Path(path).is_file() else None
+
+
+def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: str | None) -> dict:
+    import h5py
+
+    summary = {"dataset": ds.name, "n": ds.n, "class_names": ds.class_names,
+               "split_counts": {s: int((ds.split == s).sum()) for s in np.unique(ds.split)},
+               "train_class_counts": ds.counts("train").tolist(), "modalities": {}, "notes": ds.notes}
+    with h5py.File(path, "w", locking=False) as h5:
+        strings = h5py.string_dtype()
+        h5.create_dataset("ids", data=ds.ids.astype(str).tolist(), dtype=strings)
+        h5.create_dataset("labels", data=ds.labels)
+        h5.create_dataset("split", data=ds.split.astype(str).tolist(), dtype=strings)
+        h5.attrs["class_names"] = json.dumps(ds.class_names)
+        h5.attrs["dataset"] = ds.name
+        h5.attrs["params"] = json.dumps(params, default=str)
+        group = h5.create_group("modalities")
+        for name, mod in ds.modalities.items():
+            if mod.kind == "tabular":
+                info = _tabular(h5, group, name, mod, ds, impute)
+            else:
+                info = (_image if mod.kind == "image" else _text)(h5, group, name, mod, ds, opts)
+            group[name].attrs["kind"] = mod.kind
+            group[name].attrs["encoder"] = json.dumps(info, default=str)
+            summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
+    return summary
+
+
+def _matrix(group, name: str, data=None, shape=None):
+    shape = data.shape if data is not None else shape
+    chunks = (min(shape[0], 256),) + tuple(shape[1:])
+    return group.create_dataset(name, data=data, shape=None if data is not None else shape,
+                                dtype="float32", chunks=chunks, compression="gzip", shuffle=True)
+
+
+def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:
+    import h5py
+
+    from .encoders.tabular import standardize
+
+    z, stats = standardize(mod.values, ds.split == "train", impute)
+    _matrix(group, name, z)
+    pre = h5.require_group(f"preprocessing/{name}")
+    pre.create_dataset("mean", data=stats["mean"])
+    pre.create_dataset("std", data=stats["std"])
+    if mod.feature_names:
+        pre.create_dataset("feature_names", data=mod.feature_names, dtype=h5py.string_dtype())
+    return {"encoder": "standardize(train)", "source": str(mod.source),
+            "n_imputed": stats.get("n_imputed", 0), "impute": stats.get("impute")}
+
+
+def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
+    import time
+
+    from . import device as devices
+    from . import progress
+    from .encoders import image
+
+    dev = devices.resolve(opts.device)
+    enc = image.build(opts.image_encoder, opts.image_weights, opts.image_size, opts.allow_random_weights)
+    feats = _matrix(group, name, shape=(ds.n, enc.feature_dim))
+    maps = []
+    if opts.image_stages:
+        sg = h5.create_group(f"stages/{name}")
+        maps = [_matrix(sg, f"s{k}", shape=(ds.n, opts.stage_grid ** 2, c))
+                for k, c in enumerate(enc.stage_channels)]
+    t0 = time.perf_counter()
+    with progress.task(f"encode {name}", total=ds.n, unit="img") as advance:
+        for start, pooled, tokens in image.encode_batches(mod.values, enc, opts.batch_size, dev,
+                                                          opts.image_stages, opts.stage_grid):
+            stop = start + len(pooled)
+            feats[start:stop] = pooled
+            for dset, tok in zip(maps, tokens):
+                dset[start:stop] = tok
+            advance(len(pooled))
+    seconds = time.perf_counter() - t0
+    rate = ds.n / seconds if seconds > 0 else float("nan")
+    log.info("encoded %d images with %s on %s: %.1f s, %.1f images/s", ds.n, enc.name, dev, seconds, rate)
+    return {**enc.info(), "device": dev, "seconds": round(seconds, 2), "images_per_s": round(rate, 1),
+            "stages": list(enc.stage_channels) if opts.image_stages else None,
+            "stage_grid": opts.stage_grid if opts.image_stages else None}
+
+
+def _text(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
+    from . import device as devices
+    from .encoders import text
+
+    dev = devices.resolve(opts.device)
+    path, tokenizer, model = text.load(opts.text_model)
+    dim = model.config.hidden_size
+    dset = _matrix(group, name, shape=(ds.n, dim))
+    for start, pooled in text.encode_batches(list(mod.values), tokenizer, model, opts.text_pool,
+                                             opts.batch_size, dev):
+        dset[start:start + len(pooled)] = pooled
+    return {"encoder": "transformers", "model": str(path), "pool": opts.text_pool, "dim": dim}

@@ -1,0 +1,1 @@
+"""Modality encoders used by ``climd encode``: tabular standardisation, image CNNs, text transformers."""

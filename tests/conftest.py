@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests that read ../shared/data fail (never skip) when it is missing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CLIMD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: CI needs ../shared/data beside the checkout "
+                    "(or CLIMD_SHARED_DATA pointing to it)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CLIMD_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def cli():
+    """Run ``climd ARGS`` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    from climd_cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
