@@ -48,11 +48,13 @@ def main_options(
 
 
 def _register():
-    from .cmd_encode import EPILOG as ENCODE_EPILOG, encode
-    from .cmd_inspect import EPILOG as INSPECT_EPILOG, inspect
+    from . import cmd_core, cmd_encode, cmd_inspect
 
-    app.command("encode", epilog=ENCODE_EPILOG)(encode)
-    app.command("inspect", epilog=INSPECT_EPILOG)(inspect)
+    app.command("encode", epilog=cmd_encode.EPILOG)(cmd_encode.encode)
+    app.command("score", epilog=cmd_core.SCORE_EPILOG)(cmd_core.score)
+    app.command("fit-dist", epilog=cmd_core.FIT_EPILOG)(cmd_core.fit_dist)
+    app.command("schedule", epilog=cmd_core.SCHEDULE_EPILOG)(cmd_core.schedule)
+    app.command("inspect", epilog=cmd_inspect.EPILOG)(cmd_inspect.inspect)
 
 
 _register()

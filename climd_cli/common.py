@@ -17,7 +17,7 @@ from rich.console import Console
 
 from stages.errors import ClimdError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name files: never wrap them
 log = logging.getLogger("climd")
 
 CACHE = "Cache"
@@ -44,9 +44,9 @@ def command(fn):
         try:
             return fn(*args, **kwargs)
         except ClimdError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
             if exc.fix:
-                err.print(f"  [bold]fix:[/] {exc.fix}", highlight=False, soft_wrap=True)
+                err.print(f"  [bold]fix:[/] {exc.fix}", highlight=False)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: rerun the same command to resume")

@@ -108,3 +108,66 @@ def _encode(a: Artifact) -> list[Table]:
     return [Table(f"{s.get('dataset')}: {s.get('n')} samples, splits {s.get('split_counts')}",
                   ["modality", "kind", "shape", "encoder"], rows),
             Table("training class counts", ["class", "n"], counts)]
+
+
+@content("score")
+def _score(a: Artifact) -> list[Table]:
+    s = a.summary
+    rows = [["training samples", s["n_train"]], ["folds", f"{s['folds']} ({s['probe_accuracy_is']})"],
+            ["measure / combine / easy end", f"{s['measure']} / {s['combine']} / r {s['easy']} = easy"],
+            ["spearman(r, phi)", s["spearman_r_phi"]], ["spearman(r, mean psi)", s["spearman_r_psi"]],
+            ["probe accuracy", s["probe_accuracy"]]]
+    rows += [[f"{k} min / max / std", f"{v['min']:.4g} / {v['max']:.4g} / {v['std']:.3g}"] for k, v in s["stats"].items()]
+    rows += [[f"mean r, class {k}", v] for k, v in s["mean_r_by_class"].items()]
+    return [Table("difficulty scores", ["field", "value"], rows)]
+
+
+@content("fit-dist")
+def _fit_dist(a: Artifact) -> list[Table]:
+    from .fit_dist import load
+
+    d = load(a)
+    rows = [[r["rank"], r["class"], r["count"], f"{r['observed_share']:.4f}",
+             "-" if r["power_law_share"] is None else f"{r['power_law_share']:.4f}"] for r in d["fit_by_rank"]]
+    alpha = "undefined" if d["alpha_T"] is None else f"{d['alpha_T']:.4g}"
+    title = f"gamma {d['gamma']}, n_min {d['n_min']}, alpha(T) = {alpha} ({d['status']})"
+    t = Table(title, ["rank", "class", "count", "observed share", "power-law share at T"], rows)
+    t.text = d["message"]
+    return [t]
+
+
+@content("schedule")
+def _schedule(a: Artifact) -> list[Table]:
+    from .schedule import load
+
+    d = load(a)
+    names, epochs = d["classes"], d["per_epoch"]
+    shown = _sample_epochs(len(epochs), 20)
+    rows = []
+    for i in shown:
+        e = epochs[i]
+        rows.append([e["t"], e["size"], *[e["counts"][c] for c in names],
+                     "-" if e.get("alpha_t") is None else f"{e['alpha_t']:.3g}"])
+    table = Table(f"class mix per epoch ({d['pacing']}, T = {d['epochs']}, order {d['order']})",
+                  ["epoch", "size", *names, "alpha(t)"], rows)
+    table.text = bar_chart(names, [epochs[i] for i in shown], sum(d["class_counts"]))
+    return [table]
+
+
+def _sample_epochs(n: int, most: int) -> list[int]:
+    if n <= most:
+        return list(range(n))
+    step = (n - 1) / (most - 1)
+    return sorted({round(i * step) for i in range(most)})
+
+
+def bar_chart(names: list[str], epochs: list[dict], n_total: int, width: int = 60) -> str:
+    """One text bar per epoch: each class a run of its own symbol, length proportional to its count."""
+    symbols = "#=+*o%@x~-"
+    legend = "  ".join(f"'{symbols[i % len(symbols)]}' = class {n}" for i, n in enumerate(names))
+    lines = [f"legend: {legend}   (full bar = {n_total} samples)"]
+    for e in epochs:
+        bar = "".join(symbols[i % len(symbols)] * round(e["counts"][n] / n_total * width)
+                      for i, n in enumerate(names))
+        lines.append(f"t={e['t']:>4} |{bar:<{width}}| {e['size']}")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Figures: class mix over epochs (the paper's Fig. 2) and per-class recall comparisons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def class_mix(artifact, path: Path) -> Path:
+    """Stacked bars of samples per class for every epoch of a schedule artifact."""
+    if artifact.stage != "schedule":
+        raise UsageError("--plot draws schedules; give a schedule artifact")
+    from .schedule import load
+
+    d = load(artifact)
+    names, epochs = d["classes"], d["per_epoch"]
+    t = np.array([e["t"] for e in epochs])
+    counts = np.array([[e["counts"][n] for n in names] for e in epochs])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bottom = np.zeros(len(t))
+    for i, name in enumerate(names):
+        ax.bar(t, counts[:, i], bottom=bottom, label=name, width=0.9)
+        bottom += counts[:, i]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training samples")
+    ax.set_title(f"class distribution over epochs ({d['pacing']}, T = {d['epochs']})")
+    ax.legend(title="class", ncol=min(5, len(names)), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
