@@ -1,0 +1,202 @@
+"""train, evaluate, report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, err, store
+
+CUR, OPT, IMB, SEEDS, MOD = "Curriculum", "Optimisation", "Imbalance baselines", "Seeds", "Model"
+
+TRAIN_EPILOG = """
+Examples:
+
+  climd train --run brca-s0 --curriculum climd --seed 0            # CLIMD (needs `climd schedule`)
+
+  climd train --run brca-s0 --curriculum none --seeds 0-4 --jobs 2 # the paper's Baseline, 5 seeds
+
+  climd train --run brca-s0 --curriculum none --loss focal         # Table 2 baselines
+  climd train --run brca-s0 --curriculum none --resample smote
+
+  climd train --run brca-s0 --curriculum climd --budget steps --finish-epochs 20
+
+  # SLURM array: sbatch --array=0-4 --wrap "climd -q train --run brca --seed-from-env SLURM_ARRAY_TASK_ID"
+
+The variant name (artifact folder train/<variant>/seed<k>/) is made from the options unless
+--variant is given: baseline, climd, baseline+wce, climd+steps+finish20, cfcml-climd, ...
+"""
+
+
+def _model_options(items: list[str]) -> dict:
+    from stages.errors import UsageError
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--model-option {item!r} is not KEY=VALUE")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
+@command
+def train(
+    run: RunOpt = DEFAULT_RUN,
+    curriculum: Annotated[str, typer.Option(help="climd | none (whole training split every epoch) | a --pacing of `climd schedule`.", rich_help_panel=CUR)] = "climd",
+    schedule_tag: Annotated[Optional[str], typer.Option(help="Use schedule.<TAG> (default: schedule for climd, schedule.<pacing> otherwise).", rich_help_panel=CUR)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 100; with a curriculum: the schedule's T).", rich_help_panel=CUR)] = None,
+    budget: Annotated[str, typer.Option(help="epochs: one pass over D_t per epoch (paper) | steps: as many optimizer steps per epoch as a full-data epoch.", rich_help_panel=CUR)] = "epochs",
+    finish_epochs: Annotated[int, typer.Option(help="Extra full-data epochs after the curriculum.", rich_help_panel=CUR)] = 0,
+    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml.", rich_help_panel=MOD)] = "early-fusion",
+    model_option: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. hidden=128.", rich_help_panel=MOD)] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 5e-5).", rich_help_panel=OPT)] = 5e-5,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.", rich_help_panel=OPT)] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=OPT)] = 32,
+    loss: Annotated[str, typer.Option(help="ce | wce (class-weighted, w_c = N/(C n_c)) | focal.", rich_help_panel=IMB)] = "ce",
+    focal_gamma: Annotated[float, typer.Option(help="Focal loss gamma.", rich_help_panel=IMB)] = 2.0,
+    resample: Annotated[str, typer.Option(help="none | undersample | smote | vae (training split, before training; needs --curriculum none).", rich_help_panel=IMB)] = "none",
+    seed: Annotated[int, typer.Option(help="Training seed.", rich_help_panel=SEEDS)] = 0,
+    seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 0-4 (overrides --seed).", rich_help_panel=SEEDS)] = None,
+    seed_from_env: Annotated[Optional[str], typer.Option(help="Read the seed from this variable (e.g. SLURM_ARRAY_TASK_ID).", rich_help_panel=SEEDS)] = None,
+    jobs: Annotated[int, typer.Option(help="Parallel processes for --seeds (CPU).", rich_help_panel=SEEDS)] = 1,
+    variant: Annotated[Optional[str], typer.Option(help="Name of the variant (default: made from the options).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    cache_dir: CacheOpt = None,
+    force: ForceOpt = False,
+    json: JsonOpt = False,
+):
+    """Train a multimodal model on the curriculum (stage 5); one artifact per variant and seed."""
+    import json as jsonlib
+
+    from stages import train as stage
+
+    opts = stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
+                              schedule_tag=schedule_tag, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                              batch_size=batch_size, loss=loss, focal_gamma=focal_gamma, resample=resample,
+                              budget=budget, finish_epochs=finish_epochs, device=device)
+    chosen = stage.parse_seeds(seeds) if seeds else [stage.seed_from_env(seed_from_env) if seed_from_env else seed]
+    results = stage.run_seeds(store(run, cache_dir), opts, chosen, variant, force, jobs)
+    for r in results:
+        s = r["summary"]
+        verb = "reused" if r["reused"] else f"trained in {s['seconds']:.1f} s"
+        err.print(f"[green]train[/]: seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
+                  f"{s['samples_seen']} samples, {s['optimizer_steps']} steps)", highlight=False)
+        if not json:
+            typer.echo(r["path"])
+    if json:
+        typer.echo(jsonlib.dumps(results, default=str))
+
+
+EVAL_EPILOG = """
+Examples:
+
+  climd evaluate --run brca-s0                      # every trained (variant, seed) of the run
+
+  climd evaluate --run brca-s0 --variant climd --seed 0
+
+  climd evaluate --run brca-val --split valid       # for choosing hyper-parameters, never the test set
+
+Output: eval-<split>/<variant>/seed<k>/metrics.json and predictions.csv (id, true, pred, p_<class>...).
+"""
+
+
+@command
+def evaluate(
+    run: RunOpt = DEFAULT_RUN,
+    variant: Annotated[Optional[str], typer.Option(help="Only this variant (default: all trained).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Only this seed.")] = None,
+    split: Annotated[str, typer.Option(help="test | valid.")] = "test",
+    cache_dir: CacheOpt = None,
+    force: ForceOpt = False,
+    json: JsonOpt = False,
+):
+    """Evaluate final-epoch models on the held-out split (stage 6)."""
+    import json as jsonlib
+
+    from stages import evaluate as stage
+
+    st = store(run, cache_dir)
+    todo = [(v, s) for v, s in stage.trained_variants(st)
+            if (variant is None or v == variant) and (seed is None or s == seed)]
+    if not todo:
+        from stages.errors import MissingArtifactError
+
+        raise MissingArtifactError(f"no trained model in run {run!r}" + (f" for variant {variant!r}" if variant else ""),
+                                   fix=f"run `climd train --run {run}` first")
+    results = []
+    for v, s in todo:
+        artifact, reused = stage.run(st, v, s, split, force)
+        m = artifact.summary
+        err.print(f"[green]evaluate[/]: {v} seed {s} ({'reused' if reused else 'computed'}): "
+                  + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "f1_weighted", "f1_macro") if m[k] is not None),
+                  highlight=False)
+        results.append({"variant": v, "seed": s, "path": str(artifact.path), "metrics": m})
+        if not json:
+            typer.echo(str(artifact.path))
+    if json:
+        typer.echo(jsonlib.dumps(results, default=str))
+
+
+REPORT_EPILOG = """
+Examples:
+
+  climd report --run brca-s0 --reference baseline
+
+  climd report --run 'brca-s*' --reference baseline --reference climd --out results/brca
+
+Writes report.md, report.csv (mean and std per variant), runs.csv (every replicate) and
+paired_vs_<reference>.csv (mean difference and Wilcoxon signed-rank p over shared replicates).
+"""
+
+
+@command
+def report(
+    run: Annotated[list[str], typer.Option("--run", "-r", help="Run(s) to aggregate; repeatable; wildcards allowed (quote them).")] = [DEFAULT_RUN],
+    reference: Annotated[Optional[list[str]], typer.Option(help="Variant(s) to compare every other variant with (paired by run and seed).")] = None,
+    split: Annotated[str, typer.Option(help="test | valid.")] = "test",
+    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
+    title: Annotated[Optional[str], typer.Option(help="Title of the Markdown table.")] = None,
+    cache_dir: CacheOpt = None,
+    json: JsonOpt = False,
+):
+    """Aggregate evaluations into mean +- std tables with paired tests (stage 7)."""
+    import json as jsonlib
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from stages import report as lib
+    from stages.store import _command_line, default_cache_dir
+
+    root = cache_dir or default_cache_dir()
+    stores = lib.expand_runs(root, run)
+    rows = lib.collect(stores, split)
+    order = variants.split(",") if variants else None
+    if order:
+        rows = rows[rows.variant.isin(order)]
+    table = lib.summarise(rows, order)
+    comparisons = [lib.paired(rows, ref) for ref in (reference or [])]
+    target = out or stores[0].path("report" if split == "test" else f"report-{split}")
+    name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"
+    lib.write(target, rows, table, comparisons, name, _command_line(), split)
+    if json:
+        typer.echo(jsonlib.dumps({"out": str(target), "table": table.to_dict(orient="records"),
+                                  "paired": [c.to_dict(orient="records") for c in comparisons]}, default=str))
+        return
+    view = Table(title=f"{name} ({split})", title_justify="left")
+    for col in ["variant", "n"] + [lib.SHORT[m] for m in lib.METRICS]:
+        view.add_column(col)
+    for _, r in table.iterrows():
+        view.add_row(r.variant, str(r.n), *[lib._pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in lib.METRICS])
+    Console(stderr=True).print(view)
+    typer.echo(str(target))

@@ -1,0 +1,27 @@
+"""Model plug-ins for ``climd train --model NAME``.
+
+A model takes a dict of input tensors (one per modality, plus image stage tokens named
+``<modality>/s<k>`` when it asks for them) and returns logits and an optional auxiliary loss.
+Adding a model = one class with the small interface of :class:`base.MultimodalModel` + a line here.
+"""
+from __future__ import annotations
+
+from .base import InputSpec, ModelOutput, MultimodalModel
+
+
+def registry() -> dict:
+    from .early_fusion import EarlyFusion
+
+    return {"early-fusion": EarlyFusion}
+
+
+def build(name: str, spec: InputSpec, n_classes: int, options: dict) -> MultimodalModel:
+    from ..errors import UsageError
+
+    models = registry()
+    if name not in models:
+        raise UsageError(f"unknown --model {name!r}", fix=f"choose from {', '.join(models)}")
+    return models[name].from_options(spec, n_classes, options)
+
+
+__all__ = ["InputSpec", "ModelOutput", "MultimodalModel", "build", "registry"]
