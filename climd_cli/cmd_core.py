@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, err, report, store
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, err, info, report, store
 
 M, P, V = "Measurer", "Probes", "Variants"
 TagOpt = Annotated[Optional[str], typer.Option(help="Keep this variant side by side: writes <stage>.<TAG>/.", rich_help_panel=V)]
@@ -83,7 +83,7 @@ def fit_dist(
     artifact, reused = stage.run(store(run, cache_dir), gamma, tag, force)
     s = artifact.summary
     if s["message"]:
-        err.print(f"[yellow]note:[/] {s['message']}", highlight=False)
+        info(f"[yellow]note:[/] {s['message']}")
     alpha = "undefined" if s["alpha_T"] is None else f"{s['alpha_T']:.4g}"
     report("fit-dist", artifact, reused, json, f"\n  counts {s['counts']}, n_min {s['n_min']}, alpha(T) = {alpha}")
 

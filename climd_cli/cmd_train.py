@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, err, store
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, info, quiet, store
 
 CUR, OPT, IMB, SEEDS, MOD = "Curriculum", "Optimisation", "Imbalance baselines", "Seeds", "Model"
 
@@ -88,8 +88,8 @@ def train(
     for r in results:
         s = r["summary"]
         verb = "reused" if r["reused"] else f"trained in {s['seconds']:.1f} s"
-        err.print(f"[green]train[/]: seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
-                  f"{s['samples_seen']} samples, {s['optimizer_steps']} steps)", highlight=False)
+        info(f"[green]train[/]: seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
+             f"{s['samples_seen']} samples, {s['optimizer_steps']} steps)")
         if not json:
             typer.echo(r["path"])
     if json:
@@ -136,9 +136,8 @@ def evaluate(
     for v, s in todo:
         artifact, reused = stage.run(st, v, s, split, force)
         m = artifact.summary
-        err.print(f"[green]evaluate[/]: {v} seed {s} ({'reused' if reused else 'computed'}): "
-                  + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "f1_weighted", "f1_macro") if m[k] is not None),
-                  highlight=False)
+        info(f"[green]evaluate[/]: {v} seed {s} ({'reused' if reused else 'computed'}): "
+             + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "f1_weighted", "f1_macro") if m[k] is not None))
         results.append({"variant": v, "seed": s, "path": str(artifact.path), "metrics": m})
         if not json:
             typer.echo(str(artifact.path))
@@ -198,5 +197,6 @@ def report(
         view.add_column(col)
     for _, r in table.iterrows():
         view.add_row(r.variant, str(r.n), *[lib._pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in lib.METRICS])
-    Console(stderr=True).print(view)
+    if not quiet():
+        Console(stderr=True).print(view)
     typer.echo(str(target))

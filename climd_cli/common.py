@@ -30,6 +30,17 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if a mat
                                         rich_help_panel=CACHE)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.", rich_help_panel="Output")]
 DEFAULT_RUN = "default"
+_QUIET = [False]
+
+
+def quiet() -> bool:
+    return _QUIET[0]
+
+
+def info(message: str) -> None:
+    """A line of progress news on stderr, silenced by --quiet."""
+    if not _QUIET[0]:
+        err.print(message, highlight=False)
 
 
 def command(fn):
@@ -90,8 +101,7 @@ def _command_line(ctx) -> str:
 def report(stage: str, artifact, reused: bool, as_json: bool, extra: str = "") -> None:
     """stderr: what happened; stdout: the artifact path (or the JSON summary)."""
     verb = "reused" if reused else f"built in {artifact.meta.get('duration_s', 0):.1f} s"
-    err.print(f"[green]{stage}[/]: {verb} -> {artifact.path} (key {artifact.key[:10]}){extra}",
-              highlight=False)
+    info(f"[green]{stage}[/]: {verb} -> {artifact.path} (key {artifact.key[:10]}){extra}")
     if as_json:
         typer.echo(json.dumps({"path": str(artifact.path), "reused": reused, "key": artifact.key,
                                "summary": artifact.summary}, default=str))
@@ -102,6 +112,7 @@ def report(stage: str, artifact, reused: bool, as_json: bool, extra: str = "") -
 def setup_logging(quiet: bool, debug: bool) -> None:
     from rich.logging import RichHandler
 
+    _QUIET[0] = quiet
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
     log.handlers[:] = [handler]
