@@ -64,6 +64,8 @@ def train(
     loss: Annotated[str, typer.Option(help="ce | wce (class-weighted, w_c = N/(C n_c)) | focal.", rich_help_panel=IMB)] = "ce",
     focal_gamma: Annotated[float, typer.Option(help="Focal loss gamma.", rich_help_panel=IMB)] = 2.0,
     resample: Annotated[str, typer.Option(help="none | undersample | smote | vae (training split, before training; needs --curriculum none).", rich_help_panel=IMB)] = "none",
+    select: Annotated[str, typer.Option(help="Which weights to keep: last (the final epoch) | best-valid (best epoch on the validation split; never the test split).", rich_help_panel=OPT)] = "last",
+    select_metric: Annotated[str, typer.Option(help="Metric for --select best-valid: accuracy | f1_weighted | f1_macro | balanced_accuracy | auc_macro.", rich_help_panel=OPT)] = "f1_macro",
     seed: Annotated[int, typer.Option(help="Training seed.", rich_help_panel=SEEDS)] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 0-4 (overrides --seed).", rich_help_panel=SEEDS)] = None,
     seed_from_env: Annotated[Optional[str], typer.Option(help="Read the seed from this variable (e.g. SLURM_ARRAY_TASK_ID).", rich_help_panel=SEEDS)] = None,
@@ -82,7 +84,8 @@ def train(
     opts = stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
                               schedule_tag=schedule_tag, epochs=epochs, lr=lr, weight_decay=weight_decay,
                               batch_size=batch_size, loss=loss, focal_gamma=focal_gamma, resample=resample,
-                              budget=budget, finish_epochs=finish_epochs, device=device)
+                              budget=budget, finish_epochs=finish_epochs, select=select,
+                              select_metric=select_metric, device=device)
     chosen = stage.parse_seeds(seeds) if seeds else [stage.seed_from_env(seed_from_env) if seed_from_env else seed]
     results = stage.run_seeds(store(run, cache_dir), opts, chosen, variant, force, jobs)
     for r in results:

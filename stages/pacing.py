@@ -39,23 +39,29 @@ def q_by_rank(t: int, T: int, alpha_T: float | None, gamma: float, n_classes: in
     return (1 - w) * uniform + w * rank_probabilities(n_classes, gamma * alpha_at(t, T, alpha_T))
 
 
-def water_fill(q: np.ndarray, total: float, capacity: np.ndarray) -> np.ndarray:
+def water_fill(q: np.ndarray, total: float, capacity: np.ndarray, priority: np.ndarray) -> np.ndarray:
     """Real-valued targets q*total, with every class that would exceed its capacity capped and its
-    surplus handed to the other classes in proportion to q (repeated until nothing overflows)."""
+    surplus handed to the other classes in proportion to q (repeated until nothing overflows).
+
+    When every class left has a share that underflowed to 0 (alpha(T) in the hundreds), the
+    surplus fills them in rank order (``priority``, lower first): the limit of the proportional rule."""
     capped = np.zeros(len(q), dtype=bool)
-    target = q * total
     while True:
         free = ~capped
         remaining = total - capacity[capped].sum()
-        if q[free].sum() <= 0 or remaining <= 0:
-            target = np.where(capped, capacity, 0.0)
-            break
+        if remaining <= 0 or not free.any():
+            return np.where(capped, capacity, 0.0).astype(float)
+        if q[free].sum() <= 0:
+            target = np.where(capped, capacity, 0.0).astype(float)
+            for c in sorted(np.flatnonzero(free), key=lambda c: priority[c]):
+                target[c] = min(capacity[c], remaining)
+                remaining -= target[c]
+            return target
         target = np.where(capped, capacity, remaining * q / q[free].sum())
         over = free & (target > capacity)
         if not over.any():
-            break
+            return np.minimum(target, capacity).astype(float)
         capped |= over
-    return np.minimum(target, capacity).astype(float)
 
 
 def largest_remainder(target: np.ndarray, total: int, capacity: np.ndarray, priority: np.ndarray) -> np.ndarray:
@@ -94,7 +100,7 @@ def climd(counts, ranks, alpha_T: float | None, gamma: float, T: int, overflow: 
         S = t / T * N
         q = q_by_rank(t, T, alpha_T, gamma, C)[ranks - 1]     # rank order -> label order
         if overflow == "redistribute":
-            target = water_fill(q, S, counts.astype(float))
+            target = water_fill(q, S, counts.astype(float), ranks)
             total = min(round_half_up(S), N)
         else:
             target = np.minimum(q * S, counts)

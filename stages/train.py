@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import features, losses, pacing, resample, schedule
+from . import features, losses, metrics, pacing, resample, schedule
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UsageError
 from .store import Artifact, RunStore
@@ -25,6 +25,7 @@ from .store import Artifact, RunStore
 STAGE, VERSION = "train", 1
 CURRICULA = ("none",) + pacing.PACINGS
 BUDGETS = ("epochs", "steps")
+SELECT = ("last", "best-valid")
 DEFAULT_EPOCHS = 100
 CHECKPOINT, MODEL, HISTORY = "checkpoint.pt", "model.pt", "history.csv"
 log = logging.getLogger("climd")
@@ -45,11 +46,14 @@ class TrainOptions:
     resample: str = "none"
     budget: str = "epochs"
     finish_epochs: int = 0
+    select: str = "last"
+    select_metric: str = "f1_macro"
     device: str = "auto"
 
     def check(self) -> None:
         for value, allowed, flag in ((self.curriculum, CURRICULA, "--curriculum"), (self.loss, losses.LOSSES, "--loss"),
-                                     (self.resample, resample.RESAMPLERS, "--resample"), (self.budget, BUDGETS, "--budget")):
+                                     (self.resample, resample.RESAMPLERS, "--resample"), (self.budget, BUDGETS, "--budget"),
+                                     (self.select, SELECT, "--select"), (self.select_metric, metrics.HEADLINE, "--select-metric")):
             if value not in allowed:
                 raise UsageError(f"unknown {flag} {value!r}", fix=f"choose from {', '.join(allowed)}")
         if self.resample != "none" and self.curriculum != "none":
@@ -69,6 +73,7 @@ class TrainOptions:
         parts += ["steps"] if self.budget == "steps" else []
         parts += [f"finish{self.finish_epochs}"] if self.finish_epochs else []
         parts += [f"lr{self.lr:g}"] if self.lr != 5e-5 else []
+        parts += [f"sel-{self.select_metric}"] if self.select == "best-valid" else []
         parts += [f"{k}{v}" for k, v in sorted(self.model_options.items())]
         return "+".join(parts)
 
@@ -130,6 +135,13 @@ class Trainer:
         self.class_names = feats.class_names
         self.train_ids = feats.ids[train]
         self.full_counts = np.bincount(y, minlength=feats.n_classes)
+        if self.opts.select == "best-valid":
+            valid = feats.indices("valid")
+            if len(valid) == 0:
+                raise UsageError("--select best-valid needs a validation split",
+                                 fix="rerun `climd encode` with --val-fraction (Derm7pt has one already)")
+            self.xv = {k: torch.as_tensor(v[valid], dtype=torch.float32, device=self.device) for k, v in arrays.items()}
+            self.yv = feats.labels[valid]
         x, y = resample.resample(x, y, self.opts.resample, self.seed)
         self.spec = models.InputSpec({k: v.shape[1:] for k, v in x.items()}, feats.kinds)
         self.x = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in x.items()}
@@ -156,7 +168,7 @@ class Trainer:
         optim = torch.optim.Adam(model.parameters(), lr=self.opts.lr, weight_decay=self.opts.weight_decay)
         loss_fn = losses.make(self.opts.loss, self.full_counts, self.opts.focal_gamma, self.device)
         gen = torch.Generator().manual_seed(self.seed)
-        history, start = self._resume(out, model, optim, gen)
+        history, start, self.best = self._resume(out, model, optim, gen)
         rows = self._epoch_rows()
         total = self.T + self.opts.finish_epochs
         steps_full = math.ceil(len(self.y) / self.opts.batch_size)
@@ -168,6 +180,8 @@ class Trainer:
                 record = self._epoch(model, optim, loss_fn, gen, subset, steps_full)
                 record.update(epoch=epoch, phase="curriculum" if subset is not None else
                               ("finish" if epoch > self.T else "full"))
+                if self.opts.select == "best-valid":
+                    record[f"valid_{self.opts.select_metric}"] = self._select(model, epoch)
                 history.append(record)
                 self._checkpoint(out, model, optim, gen, epoch, history)
                 advance(1, loss=f"{record['loss']:.4f}", size=record["subset_size"])
@@ -200,18 +214,32 @@ class Trainer:
                 "loss": total / max(seen, 1), **{f"aux_{k}": v / max(seen, 1) for k, v in aux_sums.items()},
                 **{f"n_{c}": int(n) for c, n in zip(self.class_names, counts)}}
 
+    def _select(self, model, epoch: int) -> float:
+        """Score the model on the validation split; remember its weights if they are the best yet."""
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            proba = torch.softmax(model(self.xv).logits, dim=1).cpu().numpy().astype("float64")
+        value = metrics.compute(self.yv, proba, self.class_names)[self.opts.select_metric]
+        value = float("-inf") if value is None else value
+        if self.best is None or value > self.best["score"]:
+            self.best = {"score": value, "epoch": epoch,
+                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        return value
+
     # -- persistence -------------------------------------------------------------------------------
     def _resume(self, out: Path, model, optim, gen):
         import torch
 
         path = out / CHECKPOINT
         if not path.exists():
-            return [], 1
+            return [], 1, None
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get("key") != self.key:
             log.info("checkpoint in %s is from other inputs/options: starting over", out)
             path.unlink()
-            return [], 1
+            return [], 1, None
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         gen.set_state(state["gen"])
@@ -219,20 +247,21 @@ class Trainer:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         log.info("resuming %s from epoch %d", out, state["epoch"])
-        return state["history"], state["epoch"] + 1
+        return state["history"], state["epoch"] + 1, state.get("best")
 
     def _checkpoint(self, out: Path, model, optim, gen, epoch: int, history: list) -> None:
         import torch
 
         state = {"key": self.key, "epoch": epoch, "model": model.state_dict(), "optim": optim.state_dict(),
-                 "gen": gen.get_state(), "rng": torch.get_rng_state(), "history": history,
+                 "gen": gen.get_state(), "rng": torch.get_rng_state(), "history": history, "best": self.best,
                  "cuda_rng": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else None}
         atomic_write_bytes(out / CHECKPOINT, _torch_bytes(state))
 
     def _finish(self, out: Path, model, history: list, seconds: float) -> dict:
         import pandas as pd
 
-        model_file = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        weights = self.best["state"] if self.best else model.state_dict()
+        model_file = {"state_dict": {k: v.cpu() for k, v in weights.items()},
                       "model": self.opts.model, "model_options": self.opts.model_options,
                       "input_shapes": {k: list(v) for k, v in self.spec.shapes.items()},
                       "class_names": self.class_names}
@@ -245,6 +274,8 @@ class Trainer:
         return {"epochs": self.T, "finish_epochs": self.opts.finish_epochs, "final_loss": history[-1]["loss"],
                 "samples_seen": int(frame["samples_seen"].sum()), "optimizer_steps": int(frame["steps"].sum()),
                 "train_class_counts": self.counts.tolist(), "seconds": round(seconds, 2),
+                "selected_epoch": self.best["epoch"] if self.best else len(history),
+                "selected_valid_score": self.best["score"] if self.best else None,
                 "device": self.device, "class_names": self.class_names}
 
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stages import pacing
@@ -85,8 +85,17 @@ def test_rosmap_drop_mode_starves_the_minority_but_redistribution_does_not():
 def test_water_fill_by_hand():
     # q = (0.5, 0.3, 0.2), total 10, capacity (100, 1, 100): class 1 capped at 1, the surplus of 2
     # goes to classes 0 and 2 in proportion 5:2 -> 9 * 5/7 and 9 * 2/7
-    out = pacing.water_fill(np.array([0.5, 0.3, 0.2]), 10.0, np.array([100.0, 1.0, 100.0]))
+    out = pacing.water_fill(np.array([0.5, 0.3, 0.2]), 10.0, np.array([100.0, 1.0, 100.0]), np.array([1, 2, 3]))
     np.testing.assert_allclose(out, [45 / 7, 1.0, 18 / 7])
+
+
+def test_water_fill_when_the_remaining_shares_underflow_to_zero():
+    """Found by hypothesis: counts 241/241/242 give alpha ~ 725 and q = (1, 4e-219, 0) by rank."""
+    q = np.array([4.0e-219, 0.0, 1.0])                      # labels 0, 1, 2; ranks 2, 3, 1
+    out = pacing.water_fill(q, 724.0, np.array([241.0, 241.0, 242.0]), np.array([2, 3, 1]))
+    np.testing.assert_allclose(out, [241.0, 241.0, 242.0])
+    out = pacing.water_fill(np.array([0.0, 0.0, 1.0]), 300.0, np.array([241.0, 241.0, 242.0]), np.array([2, 3, 1]))
+    np.testing.assert_allclose(out, [58.0, 0.0, 242.0])     # surplus 58 to the next rank first
 
 
 def test_competence_pacings_reach_one_at_T():
@@ -98,9 +107,12 @@ def test_competence_pacings_reach_one_at_T():
     assert [pacing.bucket_of_epoch(t, 10, 5) for t in range(1, 11)] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
 
 
-@settings(max_examples=300, deadline=None)
+# derandomize: CI must not pass or fail by luck; the examples below are cases found earlier.
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(counts=st.lists(st.integers(1, 400), min_size=1, max_size=8),
        T=st.integers(1, 40), gamma=st.floats(0.05, 2.0), overflow=st.sampled_from(pacing.OVERFLOW))
+@example(counts=[241, 241, 242], T=1, gamma=1.0, overflow="redistribute")
+@example(counts=[118, 127], T=100, gamma=0.3, overflow="drop")
 def test_schedule_properties(counts, T, gamma, overflow):
     fit = PowerLawFit(gamma).fit(counts)
     caps = np.array(counts)

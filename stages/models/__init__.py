@@ -10,9 +10,10 @@ from .base import InputSpec, ModelOutput, MultimodalModel
 
 
 def registry() -> dict:
+    from .cfcml import CFCML
     from .early_fusion import EarlyFusion
 
-    return {"early-fusion": EarlyFusion}
+    return {"early-fusion": EarlyFusion, "cfcml": CFCML}
 
 
 def build(name: str, spec: InputSpec, n_classes: int, options: dict) -> MultimodalModel:
