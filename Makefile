@@ -41,3 +41,21 @@ demo: install
 	$(DEMO) evaluate --run demo
 	$(DEMO) report --run demo --reference baseline --title "ROSMAP (embedded demo)"
 	@echo; cat cache/demo/report/report.md
+
+# Reproduction of the paper's tables on our data sets (scripts/reproduce.sh calls only the CLI;
+# resumable: a rerun skips finished cells). Results go to results/; see README "Results".
+DATASETS ?= brca kipan lgg rosmap derm7pt cfcml
+RUN_CLIMD := PATH="$(abspath $(BIN)):$$PATH"
+reproduce: install
+	$(RUN_CLIMD) scripts/reproduce.sh $(DATASETS)
+
+reproduce-%: install
+	$(RUN_CLIMD) scripts/reproduce.sh $*
+
+# One seed, 4 epochs, every code path, a few minutes; outputs under cache/quick (part of `make test`).
+reproduce-quick: install
+	$(RUN_CLIMD) CLIMD_CACHE=cache/quick RESULTS=cache/quick/results scripts/reproduce.sh --quick brca derm7pt cfcml
+
+# Wall time and peak memory per stage (CPU, and GPU when there is one).
+bench: install
+	$(BIN)/python scripts/bench.py

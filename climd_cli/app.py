@@ -57,6 +57,7 @@ def _register():
     app.command("train", epilog=cmd_train.TRAIN_EPILOG)(cmd_train.train)
     app.command("evaluate", epilog=cmd_train.EVAL_EPILOG)(cmd_train.evaluate)
     app.command("report", epilog=cmd_train.REPORT_EPILOG)(cmd_train.report)
+    app.command("select", epilog=cmd_train.SELECT_EPILOG)(cmd_train.select)
     app.command("inspect", epilog=cmd_inspect.EPILOG)(cmd_inspect.inspect)
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, err, info, report, store
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunsOpt, command, err, info, report, runs
 
 M, P, V = "Measurer", "Probes", "Variants"
 TagOpt = Annotated[Optional[str], typer.Option(help="Keep this variant side by side: writes <stage>.<TAG>/.", rich_help_panel=V)]
@@ -26,7 +26,7 @@ r, order_in_class: 1 = easiest).
 
 @command
 def score(
-    run: RunOpt = DEFAULT_RUN,
+    run: RunsOpt = DEFAULT_RUN,
     folds: Annotated[int, typer.Option(help="1 = in-sample probes (the paper's literal reading); K > 1 = K-fold out-of-fold scoring.", rich_help_panel=M)] = 1,
     measure: Annotated[str, typer.Option(help="both | intra (psi only) | inter (phi only): Table 4 ablations.", rich_help_panel=M)] = "both",
     combine: Annotated[str, typer.Option(help="sum (paper Eq. 4) | zscore | rank: how phi and mean psi are put together.", rich_help_panel=M)] = "sum",
@@ -49,11 +49,12 @@ def score(
     opts = stage.ScoreOptions(folds=folds, measure=measure, combine=combine, easy=easy, seed=seed,
                               probe=ProbeOptions(hidden=probe_hidden, epochs=probe_epochs, lr=probe_lr,
                                                  weight_decay=probe_weight_decay, head=probe_head))
-    artifact, reused = stage.run(store(run, cache_dir), opts, tag, force)
-    s = artifact.summary
-    report("score", artifact, reused, json,
-           f"\n  {s['n_train']} training samples; spearman(r, phi) = {s['spearman_r_phi']}, "
-           f"spearman(r, mean psi) = {s['spearman_r_psi']}; probe accuracy ({s['probe_accuracy_is']}) {s['probe_accuracy']}")
+    for st in runs(run, cache_dir):
+        artifact, reused = stage.run(st, opts, tag, force)
+        s = artifact.summary
+        report("score", artifact, reused, json,
+               f"\n  {s['n_train']} training samples; spearman(r, phi) = {s['spearman_r_phi']}, "
+               f"spearman(r, mean psi) = {s['spearman_r_psi']}; probe accuracy ({s['probe_accuracy_is']}) {s['probe_accuracy']}")
 
 
 FIT_EPILOG = """
@@ -70,7 +71,7 @@ rank next to the observed share (`climd inspect fit-dist --run RUN` shows them s
 
 @command
 def fit_dist(
-    run: RunOpt = DEFAULT_RUN,
+    run: RunsOpt = DEFAULT_RUN,
     gamma: Annotated[float, typer.Option(help="Smoothing hyper-parameter gamma > 0 of Eq. 5-7 (paper: 0.3).")] = 0.3,
     tag: TagOpt = None,
     cache_dir: CacheOpt = None,
@@ -80,12 +81,13 @@ def fit_dist(
     """Fit the training class distribution to the power law: alpha(T) (stage 3, Eq. 5-6)."""
     from stages import fit_dist as stage
 
-    artifact, reused = stage.run(store(run, cache_dir), gamma, tag, force)
-    s = artifact.summary
-    if s["message"]:
-        info(f"[yellow]note:[/] {s['message']}")
-    alpha = "undefined" if s["alpha_T"] is None else f"{s['alpha_T']:.4g}"
-    report("fit-dist", artifact, reused, json, f"\n  counts {s['counts']}, n_min {s['n_min']}, alpha(T) = {alpha}")
+    for st in runs(run, cache_dir):
+        artifact, reused = stage.run(st, gamma, tag, force)
+        s = artifact.summary
+        if s["message"]:
+            info(f"[yellow]note:[/] {s['message']}")
+        alpha = "undefined" if s["alpha_T"] is None else f"{s['alpha_T']:.4g}"
+        report("fit-dist", artifact, reused, json, f"\n  counts {s['counts']}, n_min {s['n_min']}, alpha(T) = {alpha}")
 
 
 SCHEDULE_EPILOG = """
@@ -106,7 +108,7 @@ q_t and counts per class). `climd inspect schedule --run RUN --plot mix.png` dra
 
 @command
 def schedule(
-    run: RunOpt = DEFAULT_RUN,
+    run: RunsOpt = DEFAULT_RUN,
     epochs: Annotated[int, typer.Option(help="T, the number of curriculum epochs (paper: 100).")] = 100,
     pacing: Annotated[str, typer.Option(help="climd (Eq. 7) | baby-step | one-pass | linear | root | geom.")] = "climd",
     overflow: Annotated[str, typer.Option(help="When a class has fewer samples than s_t(c): redistribute the surplus to the other classes (default) or drop it.")] = "redistribute",
@@ -126,11 +128,12 @@ def schedule(
 
     opts = stage.ScheduleOptions(epochs=epochs, pacing=pacing, overflow=overflow, order=order,
                                  order_seed=order_seed, buckets=buckets, c0=c0)
-    artifact, reused = stage.run(store(run, cache_dir), opts, tag, score_tag, dist_tag, force)
-    s = artifact.summary
-    empty = s["epochs_with_an_empty_class"]
-    if empty and pacing == "climd":
-        err.print(f"[yellow]warning:[/] {len(empty)} epochs have a class with no samples (first: {empty[0]})")
-    report("schedule", artifact, reused, json,
-           f"\n  epoch 1 {s['first_epoch']}, epoch {s['epochs']} {s['last_epoch']}; "
-           f"{s['samples_over_all_epochs']} samples over all epochs; never scheduled: {s['never_scheduled']}")
+    for st in runs(run, cache_dir):
+        artifact, reused = stage.run(st, opts, tag, score_tag, dist_tag, force)
+        s = artifact.summary
+        empty = s["epochs_with_an_empty_class"]
+        if empty and pacing == "climd":
+            err.print(f"[yellow]warning:[/] {st.run}: {len(empty)} epochs have a class with no samples (first: {empty[0]})")
+        report("schedule", artifact, reused, json,
+               f"\n  epoch 1 {s['first_epoch']}, epoch {s['epochs']} {s['last_epoch']}; "
+               f"{s['samples_over_all_epochs']} samples over all epochs; never scheduled: {s['never_scheduled']}")

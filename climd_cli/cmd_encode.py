@@ -43,6 +43,7 @@ def encode(
     image_weights: Annotated[Optional[Path], typer.Option(help="Local weights file (torchvision state dict for ResNets).", rich_help_panel=ENC)] = None,
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.", rich_help_panel=ENC)] = 224,
     allow_random_weights: Annotated[bool, typer.Option(help="Allow an untrained image encoder (tests/controls only).", rich_help_panel=ENC)] = False,
+    random_init: Annotated[bool, typer.Option(help="Control: a seeded random initialisation instead of pretrained weights.", rich_help_panel=ENC)] = False,
     image_stages: Annotated[bool, typer.Option(help="Also store the 4 stage feature maps as token grids (needed by --model cfcml).", rich_help_panel=ENC)] = False,
     stage_grid: Annotated[int, typer.Option(help="Stage maps are pooled to GRID x GRID tokens.", rich_help_panel=ENC)] = 7,
     text_model: Annotated[Optional[Path], typer.Option(help="Local transformers model directory for text modalities.", rich_help_panel=ENC)] = None,
@@ -61,7 +62,8 @@ def encode(
                             split_file=split_file, test_size=test_size, split_seed=seed,
                             val_fraction=val_fraction, task=task, derm_tabular=derm_tabular, impute=impute)
     opts = stage.EncodeOptions(image_encoder=image_encoder, image_weights=image_weights, image_size=image_size,
-                               allow_random_weights=allow_random_weights, image_stages=image_stages,
+                               allow_random_weights=allow_random_weights, random_init=random_init,
+                               image_stages=image_stages,
                                stage_grid=stage_grid, text_model=text_model, text_pool=text_pool,
                                batch_size=batch_size, device=device)
     artifact, reused = stage.run(store(run, cache_dir), data, data_opts, opts, force)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, info, quiet, store
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, command, info, quiet
 
 CUR, OPT, IMB, SEEDS, MOD = "Curriculum", "Optimisation", "Imbalance baselines", "Seeds", "Model"
 
@@ -16,6 +16,8 @@ Examples:
   climd train --run brca-s0 --curriculum climd --seed 0            # CLIMD (needs `climd schedule`)
 
   climd train --run brca-s0 --curriculum none --seeds 0-4 --jobs 2 # the paper's Baseline, 5 seeds
+
+  climd train --run 'brca-s{seed}' --seeds 0-4 --jobs 2             # split k with training seed k
 
   climd train --run brca-s0 --curriculum none --loss focal         # Table 2 baselines
   climd train --run brca-s0 --curriculum none --resample smote
@@ -27,6 +29,15 @@ Examples:
 The variant name (artifact folder train/<variant>/seed<k>/) is made from the options unless
 --variant is given: baseline, climd, baseline+wce, climd+steps+finish20, cfcml-climd, ...
 """
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    from stages.errors import UsageError
+
+    try:
+        return list(dict.fromkeys(float(v) for v in text.split(",") if v.strip()))   # unique, in order
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected a number or a comma-separated list")
 
 
 def _model_options(items: list[str]) -> dict:
@@ -50,15 +61,15 @@ def _model_options(items: list[str]) -> dict:
 
 @command
 def train(
-    run: RunOpt = DEFAULT_RUN,
+    run: Annotated[str, typer.Option("--run", "-r", help="Run name; may contain {seed} to pair split k with seed k ('brca-s{seed}').", rich_help_panel="Cache")] = DEFAULT_RUN,
     curriculum: Annotated[str, typer.Option(help="climd | none (whole training split every epoch) | a --pacing of `climd schedule`.", rich_help_panel=CUR)] = "climd",
     schedule_tag: Annotated[Optional[str], typer.Option(help="Use schedule.<TAG> (default: schedule for climd, schedule.<pacing> otherwise).", rich_help_panel=CUR)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 100; with a curriculum: the schedule's T).", rich_help_panel=CUR)] = None,
     budget: Annotated[str, typer.Option(help="epochs: one pass over D_t per epoch (paper) | steps: as many optimizer steps per epoch as a full-data epoch.", rich_help_panel=CUR)] = "epochs",
     finish_epochs: Annotated[int, typer.Option(help="Extra full-data epochs after the curriculum.", rich_help_panel=CUR)] = 0,
-    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml.", rich_help_panel=MOD)] = "early-fusion",
+    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml | logreg | logreg-balanced | smote-logreg (scikit-learn references).", rich_help_panel=MOD)] = "early-fusion",
     model_option: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. hidden=128.", rich_help_panel=MOD)] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 5e-5).", rich_help_panel=OPT)] = 5e-5,
+    lr: Annotated[str, typer.Option(help="Adam learning rate (paper: 5e-5); a comma-separated list trains one variant per value.", rich_help_panel=OPT)] = "5e-5",
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.", rich_help_panel=OPT)] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=OPT)] = 32,
     loss: Annotated[str, typer.Option(help="ce | wce (class-weighted, w_c = N/(C n_c)) | focal.", rich_help_panel=IMB)] = "ce",
@@ -81,17 +92,20 @@ def train(
 
     from stages import train as stage
 
-    opts = stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
-                              schedule_tag=schedule_tag, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                              batch_size=batch_size, loss=loss, focal_gamma=focal_gamma, resample=resample,
-                              budget=budget, finish_epochs=finish_epochs, select=select,
-                              select_metric=select_metric, device=device)
+    configs = [stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
+                                  schedule_tag=schedule_tag, epochs=epochs, lr=value, weight_decay=weight_decay,
+                                  batch_size=batch_size, loss=loss, focal_gamma=focal_gamma, resample=resample,
+                                  budget=budget, finish_epochs=finish_epochs, select=select,
+                                  select_metric=select_metric, device=device)
+               for value in _floats(lr, "--lr")]
     chosen = stage.parse_seeds(seeds) if seeds else [stage.seed_from_env(seed_from_env) if seed_from_env else seed]
-    results = stage.run_seeds(store(run, cache_dir), opts, chosen, variant, force, jobs)
+    from stages.store import default_cache_dir
+
+    results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, jobs)
     for r in results:
         s = r["summary"]
         verb = "reused" if r["reused"] else f"trained in {s['seconds']:.1f} s"
-        info(f"[green]train[/]: seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
+        info(f"[green]train[/]: {r['variant']} seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
              f"{s['samples_seen']} samples, {s['optimizer_steps']} steps)")
         if not json:
             typer.echo(r["path"])
@@ -106,6 +120,8 @@ Examples:
 
   climd evaluate --run brca-s0 --variant climd --seed 0
 
+  climd evaluate --run 'brca-s*'                    # every run matching the wildcard
+
   climd evaluate --run brca-val --split valid       # for choosing hyper-parameters, never the test set
 
 Output: eval-<split>/<variant>/seed<k>/metrics.json and predictions.csv (id, true, pred, p_<class>...).
@@ -114,7 +130,7 @@ Output: eval-<split>/<variant>/seed<k>/metrics.json and predictions.csv (id, tru
 
 @command
 def evaluate(
-    run: RunOpt = DEFAULT_RUN,
+    run: Annotated[str, typer.Option("--run", "-r", help="Run name, or a wildcard pattern ('brca-s*').", rich_help_panel="Cache")] = DEFAULT_RUN,
     variant: Annotated[Optional[str], typer.Option(help="Only this variant (default: all trained).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Only this seed.")] = None,
     split: Annotated[str, typer.Option(help="test | valid.")] = "test",
@@ -127,8 +143,9 @@ def evaluate(
 
     from stages import evaluate as stage
 
-    st = store(run, cache_dir)
-    todo = [(v, s) for v, s in stage.trained_variants(st)
+    from stages.store import expand_runs
+
+    todo = [(st, v, s) for st in expand_runs(cache_dir, run) for v, s in stage.trained_variants(st)
             if (variant is None or v == variant) and (seed is None or s == seed)]
     if not todo:
         from stages.errors import MissingArtifactError
@@ -136,10 +153,10 @@ def evaluate(
         raise MissingArtifactError(f"no trained model in run {run!r}" + (f" for variant {variant!r}" if variant else ""),
                                    fix=f"run `climd train --run {run}` first")
     results = []
-    for v, s in todo:
+    for st, v, s in todo:
         artifact, reused = stage.run(st, v, s, split, force)
         m = artifact.summary
-        info(f"[green]evaluate[/]: {v} seed {s} ({'reused' if reused else 'computed'}): "
+        info(f"[green]evaluate[/]: {st.run} {v} seed {s} ({'reused' if reused else 'computed'}): "
              + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "f1_weighted", "f1_macro") if m[k] is not None))
         results.append({"variant": v, "seed": s, "path": str(artifact.path), "metrics": m})
         if not json:
@@ -168,6 +185,8 @@ def report(
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
     title: Annotated[Optional[str], typer.Option(help="Title of the Markdown table.")] = None,
+    plot_recall: Annotated[Optional[Path], typer.Option(help="Also draw per-class recall of the shown variants to this PNG.")] = None,
+    selections: Annotated[Optional[Path], typer.Option(help="JSON of `climd select --record`: list the validation choices behind the shown variants.")] = None,
     cache_dir: CacheOpt = None,
     json: JsonOpt = False,
 ):
@@ -190,7 +209,12 @@ def report(
     comparisons = [lib.paired(rows, ref) for ref in (reference or [])]
     target = out or stores[0].path("report" if split == "test" else f"report-{split}")
     name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"
-    lib.write(target, rows, table, comparisons, name, _command_line(), split)
+    extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
+    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra)
+    if plot_recall is not None:
+        from stages import plots
+
+        plots.recall_by_class(rows, table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
     if json:
         typer.echo(jsonlib.dumps({"out": str(target), "table": table.to_dict(orient="records"),
                                   "paired": [c.to_dict(orient="records") for c in comparisons]}, default=str))
@@ -203,3 +227,47 @@ def report(
     if not quiet():
         Console(stderr=True).print(view)
     typer.echo(str(target))
+
+
+SELECT_EPILOG = """
+Examples:
+
+  climd select --run 'brca-val-s*' --candidates 'baseline,baseline+lr*' --param lr
+      -> prints the learning rate of the candidate with the best mean validation macro-F1
+
+  climd select --run 'brca-val-s*' --candidates 'climd,climd+lr*' --record results/brca/selection.json --name climd
+
+Choices are made on the validation split (climd encode --val-fraction), never on the test set.
+"""
+
+
+@command
+def select(
+    run: Annotated[list[str], typer.Option("--run", "-r", help="Validation run(s); wildcards allowed.")],
+    candidates: Annotated[str, typer.Option(help="Comma-separated variant names or patterns, in priority order (ties go to the earlier).")],
+    metric: Annotated[str, typer.Option(help="Mean of this metric over replicates decides.")] = "f1_macro",
+    split: Annotated[str, typer.Option(help="Split the candidates were evaluated on.")] = "valid",
+    param: Annotated[Optional[str], typer.Option(help="Print this training parameter of the winner (e.g. lr) instead of its name.")] = None,
+    record: Annotated[Optional[Path], typer.Option(help="JSON file collecting every choice (for the report).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Key of this choice in --record.")] = None,
+    cache_dir: CacheOpt = None,
+):
+    """Choose among variants on the validation split; prints the winner (for scripts)."""
+    from stages import report as lib
+    from stages import train as train_stage
+    from stages.store import default_cache_dir
+
+    stores = lib.expand_runs(cache_dir or default_cache_dir(), run)
+    rows = lib.collect(stores, split)
+    best, table = lib.select(rows, candidates.split(","), metric)
+    params = next(s.read(train_stage.artifact_name(best, int(seed))).params
+                  for s in stores for v, seed in rows[rows.run == s.run][["variant", "seed"]].to_numpy() if v == best)
+    value = best if param is None else params.get(param)
+    for _, r in table.iterrows():
+        info(f"  {'*' if r.variant == best else ' '} {r.variant}: {metric} {r['mean']:.4f} ± {r['std']:.4f} (n={int(r['count'])})")
+    if record is not None:
+        lib.record_selection(record, name or candidates, {
+            "chosen": best, "param": param, "value": value, "metric": metric, "split": split,
+            "runs": sorted({s.run for s in stores}),
+            "candidates": {r.variant: {"mean": r["mean"], "std": r["std"], "n": int(r["count"])} for _, r in table.iterrows()}})
+    typer.echo(str(value))

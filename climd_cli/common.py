@@ -23,6 +23,8 @@ log = logging.getLogger("climd")
 CACHE = "Cache"
 RunOpt = Annotated[str, typer.Option("--run", "-r", help="Run name: artifacts live in <cache-dir>/<run>/.",
                                      rich_help_panel=CACHE)]
+RunsOpt = Annotated[str, typer.Option("--run", "-r", help="Run name, or a wildcard pattern selecting existing runs ('brca-s*').",
+                                      rich_help_panel=CACHE)]
 CacheOpt = Annotated[Optional[Path], typer.Option(
     "--cache-dir", envvar="CLIMD_CACHE", help="Artifact root (default ./cache, or $CLIMD_CACHE).",
     rich_help_panel=CACHE, show_default=False)]
@@ -118,6 +120,12 @@ def setup_logging(quiet: bool, debug: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+
+
+def runs(pattern: str, cache_dir: Optional[Path]):
+    from stages.store import expand_runs
+
+    return expand_runs(cache_dir, pattern)
 
 
 def store(run: str, cache_dir: Optional[Path]):

@@ -29,6 +29,7 @@ class EncodeOptions:
     image_weights: Path | None = None
     image_size: int = 224
     allow_random_weights: bool = False
+    random_init: bool = False
     image_stages: bool = False
     stage_grid: int = 7
     text_model: Path | None = None
@@ -63,8 +64,9 @@ def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
     if "image" in kinds:
         from .encoders import image
 
-        weights = Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder)
-        params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size,
+        weights = None if opts.random_init else (
+            Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder))
+        params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size, "random_init": opts.random_init,
                            "weights_sha256": _sha(weights), "allow_random": opts.allow_random_weights,
                            "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None}
     if "text" in kinds:
@@ -138,7 +140,8 @@ def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
     from .encoders import image
 
     dev = devices.resolve(opts.device)
-    enc = image.build(opts.image_encoder, opts.image_weights, opts.image_size, opts.allow_random_weights)
+    enc = image.build(opts.image_encoder, opts.image_weights, opts.image_size, opts.allow_random_weights,
+                      opts.random_init)
     feats = _matrix(group, name, shape=(ds.n, enc.feature_dim))
     maps = []
     if opts.image_stages:
@@ -146,6 +149,7 @@ def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
         maps = [_matrix(sg, f"s{k}", shape=(ds.n, opts.stage_grid ** 2, c))
                 for k, c in enumerate(enc.stage_channels)]
     t0 = time.perf_counter()
+    _reset_gpu_peak(dev)
     with progress.task(f"encode {name}", total=ds.n, unit="img") as advance:
         for start, pooled, tokens in image.encode_batches(mod.values, enc, opts.batch_size, dev,
                                                           opts.image_stages, opts.stage_grid):
@@ -159,7 +163,22 @@ def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
     log.info("encoded %d images with %s on %s: %.1f s, %.1f images/s", ds.n, enc.name, dev, seconds, rate)
     return {**enc.info(), "device": dev, "seconds": round(seconds, 2), "images_per_s": round(rate, 1),
             "stages": list(enc.stage_channels) if opts.image_stages else None,
-            "stage_grid": opts.stage_grid if opts.image_stages else None}
+            "stage_grid": opts.stage_grid if opts.image_stages else None, "gpu_peak_mb": _gpu_peak(dev)}
+
+
+def _reset_gpu_peak(dev: str) -> None:
+    if dev.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _gpu_peak(dev: str) -> float | None:
+    if not dev.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def _text(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:

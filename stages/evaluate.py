@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import features, metrics, train
+from . import features, metrics, reference, train
 from .atomic import atomic_write_json
 from .errors import DataError, UsageError
 from .store import Artifact, RunStore
@@ -61,12 +61,15 @@ def _write(out, trained: Artifact, enc: Artifact, split: str) -> dict:
 def _needs_stages(trained: Artifact) -> bool:
     from . import models
 
-    return models.registry()[trained.params["model"]].needs_stages
+    model = models.registry().get(trained.params["model"])
+    return bool(model and model.needs_stages)
 
 
 def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch: int = 256) -> np.ndarray:
     import torch
 
+    if trained.params["model"] in reference.MODELS:
+        return reference.predict(trained.file(reference.FILE), feats, rows)
     model, state = train.load_model(trained)
     arrays = train.model_inputs(feats)
     names = list(state["input_shapes"])

