@@ -203,10 +203,11 @@ def report(
     stores = lib.expand_runs(root, run)
     rows = lib.collect(stores, split)
     order = variants.split(",") if variants else None
+    comparisons = [lib.paired(rows, ref) for ref in (reference or [])]   # pairs over every variant
     if order:
         rows = rows[rows.variant.isin(order)]
+        comparisons = [c[c.variant.isin(order)] for c in comparisons]
     table = lib.summarise(rows, order)
-    comparisons = [lib.paired(rows, ref) for ref in (reference or [])]
     target = out or stores[0].path("report" if split == "test" else f"report-{split}")
     name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"
     extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
@@ -244,30 +245,34 @@ Choices are made on the validation split (climd encode --val-fraction), never on
 @command
 def select(
     run: Annotated[list[str], typer.Option("--run", "-r", help="Validation run(s); wildcards allowed.")],
-    candidates: Annotated[str, typer.Option(help="Comma-separated variant names or patterns, in priority order (ties go to the earlier).")],
+    candidates: Annotated[list[str], typer.Option(help="Comma-separated variant names or patterns, in priority order (ties go to the earlier). Repeat for several independent choices: one winner per line.")],
     metric: Annotated[str, typer.Option(help="Mean of this metric over replicates decides.")] = "f1_macro",
     split: Annotated[str, typer.Option(help="Split the candidates were evaluated on.")] = "valid",
     param: Annotated[Optional[str], typer.Option(help="Print this training parameter of the winner (e.g. lr) instead of its name.")] = None,
     record: Annotated[Optional[Path], typer.Option(help="JSON file collecting every choice (for the report).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Key of this choice in --record.")] = None,
+    name: Annotated[Optional[list[str]], typer.Option(help="Key of each choice in --record (default: its first candidate).")] = None,
     cache_dir: CacheOpt = None,
 ):
     """Choose among variants on the validation split; prints the winner (for scripts)."""
     from stages import report as lib
     from stages import train as train_stage
+    from stages.errors import UsageError
     from stages.store import default_cache_dir
 
+    if name and len(name) != len(candidates):
+        raise UsageError("give one --name per --candidates")
     stores = lib.expand_runs(cache_dir or default_cache_dir(), run)
     rows = lib.collect(stores, split)
-    best, table = lib.select(rows, candidates.split(","), metric)
-    params = next(s.read(train_stage.artifact_name(best, int(seed))).params
-                  for s in stores for v, seed in rows[rows.run == s.run][["variant", "seed"]].to_numpy() if v == best)
-    value = best if param is None else params.get(param)
-    for _, r in table.iterrows():
-        info(f"  {'*' if r.variant == best else ' '} {r.variant}: {metric} {r['mean']:.4f} ± {r['std']:.4f} (n={int(r['count'])})")
-    if record is not None:
-        lib.record_selection(record, name or candidates, {
-            "chosen": best, "param": param, "value": value, "metric": metric, "split": split,
-            "runs": sorted({s.run for s in stores}),
-            "candidates": {r.variant: {"mean": r["mean"], "std": r["std"], "n": int(r["count"])} for _, r in table.iterrows()}})
-    typer.echo(str(value))
+    for i, group in enumerate(candidates):
+        best, table = lib.select(rows, group.split(","), metric)
+        value = best
+        if param is not None:
+            store, seed = next((s, int(sd)) for s in stores for v, sd in rows[rows.run == s.run][["variant", "seed"]].to_numpy() if v == best)
+            value = store.read(train_stage.artifact_name(best, seed)).params.get(param)
+        for _, r in table.iterrows():
+            info(f"  {'*' if r.variant == best else ' '} {r.variant}: {metric} {r['mean']:.4f} ± {r['std']:.4f} (n={int(r['count'])})")
+        if record is not None:
+            lib.record_selection(record, name[i] if name else group.split(",")[0], {
+                "chosen": best, "metric": metric, "split": split, "runs": sorted({s.run for s in stores}),
+                "candidates": {r.variant: {"mean": r["mean"], "std": r["std"], "n": int(r["count"])} for _, r in table.iterrows()}})
+        typer.echo(str(value))

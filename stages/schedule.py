@@ -9,14 +9,17 @@ baselines order the whole training set easy->hard (ignoring classes) and take a 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import fit_dist, pacing, score
 from .atomic import atomic_write_json
 from .errors import UsageError
 from .store import Artifact, RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STAGE, VERSION = "schedule", 1
 FILE = "schedule.json"

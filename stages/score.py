@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import features, measures
 from .errors import DataError, UsageError
 from .probes import HEADS, ProbeOptions, fit_predict
 from .store import Artifact, RunStore
+
+if TYPE_CHECKING:   # pandas costs ~0.5 s at start-up; the reuse path never needs it
+    import pandas as pd
 
 STAGE, VERSION = "score", 1
 FILE = "scores.csv"
@@ -62,6 +65,8 @@ def _write(out, enc: Artifact, opts: ScoreOptions) -> dict:
 
 
 def compute(feats: features.Features, opts: ScoreOptions) -> tuple[pd.DataFrame, dict]:
+    import pandas as pd
+
     train = feats.indices("train")
     y = feats.labels[train]
     xs = {m: x[train].astype(np.float64) for m, x in feats.modalities.items()}
@@ -124,4 +129,6 @@ def _summary(table: pd.DataFrame, opts: ScoreOptions, accuracy: dict, class_name
 
 def load_order(artifact: Artifact) -> pd.DataFrame:
     """scores.csv of a score artifact, with the easy->hard position per class."""
+    import pandas as pd
+
     return pd.read_csv(artifact.file(FILE), dtype={"id": str})

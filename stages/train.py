@@ -89,8 +89,8 @@ def artifact_name(variant: str, seed: int) -> str:
 
 def run(store: RunStore, opts: TrainOptions, seed: int, variant: str | None = None,
         force: bool = False) -> tuple[Artifact, bool]:
-    from . import device as devices
-
+    """Train (or reuse) one (variant, seed). The device is not part of the key: the same experiment
+    run on a GPU machine reuses a CPU result (the summary records where it ran)."""
     opts.check()
     enc = store.load("encode")
     inputs = {"encode": enc.ref()}
@@ -106,15 +106,14 @@ def run(store: RunStore, opts: TrainOptions, seed: int, variant: str | None = No
                              fix="drop --epochs (it follows the schedule) or rebuild the schedule")
         epochs = sched.params["epochs"]
         inputs["schedule"] = sched.ref()
-    dev = devices.resolve(opts.device)
-    params = {**asdict(opts), "epochs": epochs, "seed": seed, "device": "cuda" if dev.startswith("cuda") else "cpu"}
+    params = {**{k: v for k, v in asdict(opts).items() if k != "device"}, "epochs": epochs, "seed": seed}
     name = artifact_name(variant or opts.variant_name(), seed)
     key = store.key_for(STAGE, VERSION, params, inputs)
     if opts.model in reference.MODELS:
         params = {k: params[k] for k in ("model", "curriculum", "seed")}
         trainer = lambda out: reference.fit(features.read(enc.file(features.FILE)), opts.model, seed, out)
         return store.build(name, STAGE, VERSION, params, inputs, trainer, force=force)
-    trainer = lambda out: Trainer(enc, sched, opts, epochs, seed, dev, key).fit(out)
+    trainer = lambda out: Trainer(enc, sched, opts, epochs, seed, _device(opts.device), key).fit(out)
     return store.build(name, STAGE, VERSION, params, inputs, trainer, force=force, incremental=True)
 
 
@@ -287,6 +286,12 @@ class Trainer:
                 "selected_epoch": self.best["epoch"] if self.best else len(history),
                 "selected_valid_score": self.best["score"] if self.best else None,
                 "device": self.device, "class_names": self.class_names}
+
+
+def _device(name: str) -> str:
+    from . import device as devices
+
+    return devices.resolve(name)
 
 
 def _gpu_peak_mb(device: str) -> float | None:

@@ -138,7 +138,8 @@ def _imagenet_confidence(encoder: ImageEncoder) -> float | None:
         return None
     from PIL import Image
 
-    batch = torch.stack([_to_tensor(_center_crop(Image.fromarray(img), encoder.size), encoder)
+    # the head is judged at the resolution it was trained at, whatever --image-size is
+    batch = torch.stack([_to_tensor(_center_crop(Image.fromarray(img), 224), encoder)
                          for img in load_sample_images().images])
     with torch.no_grad():
         probs = torch.softmax(encoder.model(batch), dim=1)
