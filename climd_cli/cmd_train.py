@@ -206,7 +206,8 @@ def report(
     comparisons = [lib.paired(rows, ref) for ref in (reference or [])]   # pairs over every variant
     if order:
         rows = rows[rows.variant.isin(order)]
-        comparisons = [c[c.variant.isin(order)] for c in comparisons]
+        comparisons = [c[c.variant.isin(order)].set_index("variant").reindex([v for v in order if v in set(c.variant)]).reset_index()
+                       for c in comparisons]
     table = lib.summarise(rows, order)
     target = out or stores[0].path("report" if split == "test" else f"report-{split}")
     name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"

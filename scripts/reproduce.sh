@@ -200,10 +200,12 @@ pretrained_control() {   # Derm7pt: pretrained image features against a random i
   local lr=$PAPER_LR
   [[ ${TUNED[baseline]} == *+lr* ]] && lr=${TUNED[baseline]##*+lr}
   for run in derm derm-random; do
-    C train --run "$run" --seeds "$SEEDS" --jobs "$JOBS" --curriculum none --lr "$lr" --variant "$run:baseline"
+    C train --run "$run" --seeds "$SEEDS" --jobs "$JOBS" --curriculum none --lr "$lr" --epochs "$EPOCHS" \
+      --variant "$run:baseline"
     C train --run "$run" --seeds "$SEEDS" --jobs "$JOBS" --model logreg --curriculum none --variant "$run:logreg"
   done
-  C evaluate --run "derm*"
+  C evaluate --run derm
+  C evaluate --run derm-random
   C report --run derm --run derm-random --variants "derm:baseline,derm-random:baseline,derm:logreg,derm-random:logreg" \
     --out "$OUT/pretrained-vs-random" --title "Derm7pt: pretrained EfficientNet-Lite0 vs random-init features (baseline at lr $lr)"
 }
