@@ -43,6 +43,13 @@ class InterruptedRun(ClimdError):
     exit_code = 130
 
 
+def check_choices(*checks: tuple) -> None:
+    """Each check is (value, allowed values, flag); an unknown value is a UsageError naming the flag."""
+    for value, allowed, flag in checks:
+        if value not in allowed:
+            raise UsageError(f"unknown {flag} {value!r}", fix=f"choose from {', '.join(map(str, allowed))}")
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected error (a bug: please report it with the traceback from --debug)",

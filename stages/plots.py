@@ -17,6 +17,17 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def class_mix(artifact, path: Path) -> Path:
     """Stacked bars of samples per class for every epoch of a schedule artifact."""
     if artifact.stage != "schedule":
@@ -37,12 +48,7 @@ def class_mix(artifact, path: Path) -> Path:
     ax.set_ylabel("training samples")
     ax.set_title(f"class distribution over epochs ({d['pacing']}, T = {d['epochs']})")
     ax.legend(title="class", ncol=min(5, len(names)), fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def recall_by_class(rows, variants: list[str], path: Path, title: str = "") -> Path:
@@ -64,9 +70,4 @@ def recall_by_class(rows, variants: list[str], path: Path, title: str = "") -> P
     ax.set_ylim(0, 1.05)
     ax.set_title(title or "per-class recall")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import fit_dist, pacing, score
 from .atomic import atomic_write_json
-from .errors import UsageError
+from .errors import UsageError, check_choices
 from .store import Artifact, RunStore
 
 if TYPE_CHECKING:
@@ -37,11 +37,8 @@ class ScheduleOptions:
     c0: float = 0.01
 
     def check(self) -> None:
-        for value, allowed, flag in ((self.pacing, pacing.PACINGS, "--pacing"),
-                                     (self.overflow, pacing.OVERFLOW, "--overflow"),
-                                     (self.order, ORDERS, "--order")):
-            if value not in allowed:
-                raise UsageError(f"unknown {flag} {value!r}", fix=f"choose from {', '.join(allowed)}")
+        check_choices((self.pacing, pacing.PACINGS, "--pacing"), (self.overflow, pacing.OVERFLOW, "--overflow"),
+                      (self.order, ORDERS, "--order"))
         if self.epochs < 1:
             raise UsageError("--epochs must be >= 1")
         if not 0 < self.c0 <= 1:

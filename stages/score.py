@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import features, measures
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, check_choices
 from .probes import HEADS, ProbeOptions, fit_predict
 from .store import Artifact, RunStore
 
@@ -36,11 +36,8 @@ class ScoreOptions:
     probe: ProbeOptions = field(default_factory=ProbeOptions)
 
     def check(self) -> None:
-        for value, allowed, flag in ((self.measure, measures.MEASURE, "--measure"),
-                                     (self.combine, measures.COMBINE, "--combine"),
-                                     (self.easy, EASY, "--easy"), (self.probe.head, HEADS, "--probe-head")):
-            if value not in allowed:
-                raise UsageError(f"unknown {flag} {value!r}", fix=f"choose from {', '.join(allowed)}")
+        check_choices((self.measure, measures.MEASURE, "--measure"), (self.combine, measures.COMBINE, "--combine"),
+                      (self.easy, EASY, "--easy"), (self.probe.head, HEADS, "--probe-head"))
         if self.folds < 1:
             raise UsageError("--folds must be >= 1")
 

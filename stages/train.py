@@ -19,7 +19,7 @@ import numpy as np
 
 from . import features, losses, metrics, pacing, reference, resample, schedule
 from .atomic import atomic_write_bytes, atomic_write_text
-from .errors import UsageError
+from .errors import UsageError, check_choices
 from .store import Artifact, RunStore
 
 STAGE, VERSION = "train", 1
@@ -51,11 +51,9 @@ class TrainOptions:
     device: str = "auto"
 
     def check(self) -> None:
-        for value, allowed, flag in ((self.curriculum, CURRICULA, "--curriculum"), (self.loss, losses.LOSSES, "--loss"),
-                                     (self.resample, resample.RESAMPLERS, "--resample"), (self.budget, BUDGETS, "--budget"),
-                                     (self.select, SELECT, "--select"), (self.select_metric, metrics.HEADLINE, "--select-metric")):
-            if value not in allowed:
-                raise UsageError(f"unknown {flag} {value!r}", fix=f"choose from {', '.join(allowed)}")
+        check_choices((self.curriculum, CURRICULA, "--curriculum"), (self.loss, losses.LOSSES, "--loss"),
+                      (self.resample, resample.RESAMPLERS, "--resample"), (self.budget, BUDGETS, "--budget"),
+                      (self.select, SELECT, "--select"), (self.select_metric, metrics.HEADLINE, "--select-metric"))
         if self.resample != "none" and self.curriculum != "none":
             raise UsageError("--resample makes synthetic/removed samples the schedule cannot name",
                              fix="use --resample with --curriculum none")
