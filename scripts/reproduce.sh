@@ -183,6 +183,16 @@ reports() {
     table gamma-tuned-lr "gamma sensitivity, lr chosen on validation" "${TUNED[baseline]}" "${TUNED[climd]}" \
       $(tuned climd.g0.1 climd climd.g0.5 climd.g1.0 | tr , ' ')
   fi
+  # The variant (and lr) a user would pick: the best CLIMD variant on the validation split (the
+  # random-order control is not a candidate), reported on test next to the tuned Baseline.
+  local cands="" v
+  for v in climd climd+steps climd.literal climd.oof climd.zscore climd.rank "climd+finish$FINISH" \
+           "climd.oof-zscore+steps+finish$FINISH"; do cands+="$v,$v+lr*,"; done
+  local pick
+  pick=$("$CLIMD" -q select --run "$VRUNS" --candidates "${cands%,}" --record "$OUT/selection.json" \
+    --name "best CLIMD variant")
+  table best-on-validation "Baseline vs the CLIMD variant chosen on validation" "${TUNED[baseline]}" "$pick" \
+    "${TUNED[baseline]}" "$pick" logreg-balanced
   mkdir -p "$OUT/plots"
   "$CLIMD" -q inspect schedule --run "$(first_run)" --plot "$OUT/plots/class-mix.png" >/dev/null
   C report --run "$RUNS" --variants baseline,climd --out "$OUT/plots/.recall-paper" \
