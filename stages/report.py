@@ -46,7 +46,7 @@ def collect(stores: list[RunStore], split: str = "test") -> pd.DataFrame:
 
 
 def summarise(rows: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
-    cols = METRICS + ["samples_seen", "optimizer_steps"]
+    cols = METRICS + ["samples_seen", "optimizer_steps"] + recall_columns(rows)
     grouped = rows.groupby("variant", sort=False)
     table = pd.DataFrame({"n": grouped.size()})
     for col in cols:
@@ -56,6 +56,12 @@ def summarise(rows: pd.DataFrame, order: list[str] | None = None) -> pd.DataFram
     if order:
         table = table.set_index("variant").loc[[v for v in order if v in set(table.variant)]].reset_index()
     return table
+
+
+def recall_columns(frame: pd.DataFrame) -> list[str]:
+    """Per-class recall columns, in class order (``recall_<class>`` in runs, ``..._mean`` in tables)."""
+    return [c.removesuffix("_mean") for c in frame.columns
+            if c.startswith("recall_") and not c.endswith("_std")]
 
 
 def paired(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -134,6 +140,7 @@ def markdown(table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str, c
         cells = [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
         lines.append(f"| {r.variant} | {r.n} | " + " | ".join(cells) +
                      f" | {r.samples_seen_mean:,.0f} | {r.optimizer_steps_mean:,.0f} |")
+    lines += _recall_markdown(table)
     for comp in comparisons:
         if comp.empty:
             continue
@@ -148,6 +155,21 @@ def markdown(table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str, c
     lines += [extra] if extra else []
     lines += ["", f"Produced by: `{command}`", ""]
     return "\n".join(lines)
+
+
+def _recall_markdown(table: pd.DataFrame) -> list[str]:
+    """Per-class recall; with two classes (class 1 positive) that is specificity and sensitivity."""
+    cols = [c for c in recall_columns(table) if table[f"{c}_mean"].notna().any()]
+    if not cols:
+        return []
+    names = [c.removeprefix("recall_") for c in cols]
+    if len(cols) == 2:
+        names = [f"{names[0]} (specificity)", f"{names[1]} (sensitivity)"]
+    lines = ["", "Per-class recall (%):", "", "| variant | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        lines.append(f"| {r.variant} | " + " | ".join(_pm(r[f"{c}_mean"], r[f"{c}_std"]) for c in cols) + " |")
+    return lines
 
 
 def _p(p: float) -> str:

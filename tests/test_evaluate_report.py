@@ -38,19 +38,21 @@ def test_report_agrees_with_sklearn_on_saved_predictions(cli, evaluated):
     out = json.loads(r.stdout)
     table = {row["variant"]: row for row in out["table"]}
     for variant in ("climd+lr0.001", "baseline+lr0.001", "baseline+wce+lr0.001"):
-        acc, wf1, mf1, auc = [], [], [], []
+        acc, wf1, mf1, auc, sens = [], [], [], [], []
         for seed in range(3):
             p = pd.read_csv(evaluated / "eval-test" / variant / f"seed{seed}" / "predictions.csv", dtype={"true": str, "pred": str})
             acc.append(accuracy_score(p.true, p.pred))
             wf1.append(f1_score(p.true, p.pred, average="weighted"))
             mf1.append(f1_score(p.true, p.pred, average="macro"))
             auc.append(roc_auc_score(p.true.astype(int), p.p_1))
+            sens.append(((p.pred == "1") & (p.true == "1")).sum() / (p.true == "1").sum())
         row = table[variant]
         assert row["n"] == 3
         assert row["accuracy_mean"] == pytest.approx(np.mean(acc)) and row["accuracy_std"] == pytest.approx(np.std(acc, ddof=1))
         assert row["f1_weighted_mean"] == pytest.approx(np.mean(wf1))
         assert row["f1_macro_mean"] == pytest.approx(np.mean(mf1))
         assert row["auc_macro_mean"] == pytest.approx(np.mean(auc))
+        assert row["recall_1_mean"] == pytest.approx(np.mean(sens))     # sensitivity, class 1 positive
     paired = {row["variant"]: row for row in out["paired"][0]}
     runs = pd.read_csv(evaluated / "report" / "runs.csv")
     a = runs[runs.variant == "climd+lr0.001"].sort_values("seed").f1_macro.to_numpy()
@@ -59,6 +61,7 @@ def test_report_agrees_with_sklearn_on_saved_predictions(cli, evaluated):
     if not np.allclose(a, b):
         assert paired["climd+lr0.001"]["p_f1_macro"] == pytest.approx(wilcoxon(a - b).pvalue)
     md = (evaluated / "report" / "report.md").read_text()
+    assert "| variant | 0 (specificity) | 1 (sensitivity) |" in md
     assert "| climd+lr0.001 | 3 |" in md and "Produced by: `climd report" in md
 
 
