@@ -106,7 +106,25 @@ def paired(root: Path) -> None:
         print(f"| {label} | " + " | ".join(paired_cell(root, ds, variant, ref, table) for ds in DATASETS) + " |")
 
 
+def best_on_validation(root: Path) -> None:
+    import json
+
+    print("\nThe CLIMD variant and lr a user would pick on the validation split, against the tuned Baseline "
+          "(test macro-F1 %, paired difference and Wilcoxon p):\n")
+    print("| data set | chosen on validation | its macro-F1 | tuned Baseline | difference (p) |")
+    print("|---|---|---|---|---|")
+    for ds in DATASETS:
+        book = json.loads((root / ds / "selection.json").read_text())
+        pick, base = book["best CLIMD variant"]["chosen"], book["baseline"]["chosen"]
+        folder = root / ds / "best-on-validation"
+        t = pd.read_csv(folder / "report.csv")
+        d = pd.read_csv(folder / f"paired_vs_{base}.csv").set_index("variant").loc[pick]
+        print(f"| {ds} | `{pick}` | {cell(t, pick)} | {cell(t, base)} (`{base}`) | "
+              f"{100 * d.d_f1_macro:+.1f} (p {d.p_f1_macro:.3f}) |")
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
     main(root)
     paired(root)
+    best_on_validation(root)
