@@ -82,11 +82,13 @@ def _current_context():
 
 def _command_line(ctx) -> str:
     """The command as the user could retype it: the options that differ from their defaults."""
+    from shlex import quote   # so a wildcard run or a title with spaces can be pasted into a shell
+
     parts = ["climd", ctx.info_name]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":
-            parts.append(str(value))
+            parts.append(quote(str(value)))
             continue
         if value == param.default or value is None or param.name == "json":
             continue
@@ -94,9 +96,9 @@ def _command_line(ctx) -> str:
         if isinstance(value, bool):
             parts.append(flag if value else (param.secondary_opts or [flag])[0])
         elif isinstance(value, (list, tuple)):
-            parts += [f"{flag} {v}" for v in value]
+            parts += [f"{flag} {quote(str(v))}" for v in value]
         else:
-            parts.append(f"{flag} {value}")
+            parts.append(f"{flag} {quote(str(value))}")
     return " ".join(parts)
 
 

@@ -69,8 +69,10 @@ def test_report_over_several_runs_pairs_by_run_and_seed(cli, cache, evaluated):
     import shutil
 
     shutil.copytree(evaluated, cache / "ros-copy")
-    r = cli("report", "--run", "ros*", "--reference", "baseline+lr0.001", "--json")
+    r = cli("report", "--run", "ros*", "--reference", "baseline+lr0.001", "--title", "two runs", "--json")
     out = json.loads(r.stdout)
+    md = (cache / "ros" / "report" / "report.md").read_text()      # the command, quoted for a shell
+    assert "`climd report --run 'ros*' --reference baseline+lr0.001 --title 'two runs'" in md
     assert {row["variant"]: row["n"] for row in out["table"]}["climd+lr0.001"] == 6
     assert {row["variant"]: row["n_pairs"] for row in out["paired"][0]}["climd+lr0.001"] == 6
 
