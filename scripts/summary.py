@@ -4,30 +4,30 @@
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 DATASETS = ["brca", "kipan", "lgg", "rosmap", "derm7pt"]
-ROWS = [  # (label, variant at the paper lr, table, base name for the tuned table)
-    ("Baseline (early fusion, CE)", "baseline", "table2", "baseline"),
-    ("CLIMD, literal (capped, no redistribution)", "climd.literal", "variants", "climd.literal"),
-    ("CLIMD (redistribution; default)", "climd", "table2", "climd"),
-    ("CLIMD + out-of-fold scoring", "climd.oof", "variants", "climd.oof"),
-    ("CLIMD + budget steps", "climd+steps", "table2", "climd+steps"),
-    ("CLIMD + finish 20 epochs", "climd+finish20", "variants", "climd+finish20"),
-    ("CLIMD, all corrections (oof, zscore, steps, finish 20)", "climd.oof-zscore+steps+finish20", "variants",
-     "climd.oof-zscore+steps+finish20"),
-    ("control: CLIMD schedule, random order", "climd.random", "variants", "climd.random"),
-    ("control: random order + budget steps", "climd.random+steps", "variants", "climd.random+steps"),
-    ("Random undersampling", "baseline+undersample", "table2", "baseline+undersample"),
-    ("SMOTE", "baseline+smote", "table2", "baseline+smote"),
-    ("VAE oversampling", "baseline+vae", "table2", "baseline+vae"),
-    ("WCE loss", "baseline+wce", "table2", "baseline+wce"),
-    ("Focal loss", "baseline+focal", "table2", "baseline+focal"),
-    ("reference: logistic regression, class-balanced", "logreg-balanced", "table2", "logreg-balanced"),
-    ("reference: SMOTE + logistic regression", "smote-logreg", "table2", "smote-logreg"),
+ROWS = [  # (label, variant at the paper's lr = the name its lr choice is recorded under, table)
+    ("Baseline (early fusion, CE)", "baseline", "table2"),
+    ("CLIMD, literal (capped, no redistribution)", "climd.literal", "variants"),
+    ("CLIMD (redistribution; default)", "climd", "table2"),
+    ("CLIMD + out-of-fold scoring", "climd.oof", "variants"),
+    ("CLIMD + budget steps", "climd+steps", "table2"),
+    ("CLIMD + finish 20 epochs", "climd+finish20", "variants"),
+    ("CLIMD, all corrections (oof, zscore, steps, finish 20)", "climd.oof-zscore+steps+finish20", "variants"),
+    ("control: CLIMD schedule, random order", "climd.random", "variants"),
+    ("control: random order + budget steps", "climd.random+steps", "variants"),
+    ("Random undersampling", "baseline+undersample", "table2"),
+    ("SMOTE", "baseline+smote", "table2"),
+    ("VAE oversampling", "baseline+vae", "table2"),
+    ("WCE loss", "baseline+wce", "table2"),
+    ("Focal loss", "baseline+focal", "table2"),
+    ("reference: logistic regression, class-balanced", "logreg-balanced", "table2"),
+    ("reference: SMOTE + logistic regression", "smote-logreg", "table2"),
 ]
 
 
@@ -40,23 +40,26 @@ def cell(table: pd.DataFrame, variant: str, metric: str = "f1_macro") -> str:
 
 
 def tuned_name(root: Path, ds: str, base: str) -> str:
-    import json
-
     book = json.loads((root / ds / "selection.json").read_text())
     return book.get(base, {}).get("chosen", base)
+
+
+def _header(first: str) -> None:
+    names = [d.upper() if d != "derm7pt" else "Derm7pt" for d in DATASETS]
+    print(f"| {first} | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(DATASETS))
 
 
 def main(root: Path) -> None:
     for mode in ("paper-lr", "tuned-lr"):
         head = "paper's lr 5e-5" if mode == "paper-lr" else "lr chosen on the validation split, per method"
         print(f"\nMacro-F1 (%), test split, mean ± std over 5 seeds (TCGA: 5 splits), {head}:\n")
-        print("| method | " + " | ".join(d.upper() if d != "derm7pt" else "Derm7pt" for d in DATASETS) + " |")
-        print("|---|" + "---|" * len(DATASETS))
-        for label, variant, table, base in ROWS:
+        _header("method")
+        for label, variant, table in ROWS:
             cells = []
             for ds in DATASETS:
                 t = pd.read_csv(root / ds / f"{table}-{mode}" / "report.csv")
-                name = variant if mode == "paper-lr" or "logreg" in variant else tuned_name(root, ds, base)
+                name = variant if mode == "paper-lr" or "logreg" in variant else tuned_name(root, ds, variant)
                 cells.append(cell(t, name))
             print(f"| {label} | " + " | ".join(cells) + " |")
 
@@ -100,15 +103,12 @@ def _paired_from_runs(runs: pd.DataFrame, variant: str, ref: str) -> str:
 def paired(root: Path) -> None:
     print("\nPaired macro-F1 difference (points) at the paper's lr, two-sided Wilcoxon p over the 5 replicates "
           "(the smallest possible p is 0.062):\n")
-    print("| comparison | " + " | ".join(d.upper() if d != "derm7pt" else "Derm7pt" for d in DATASETS) + " |")
-    print("|---|" + "---|" * len(DATASETS))
+    _header("comparison")
     for label, variant, ref, table in PAIRS:
         print(f"| {label} | " + " | ".join(paired_cell(root, ds, variant, ref, table) for ds in DATASETS) + " |")
 
 
 def best_on_validation(root: Path) -> None:
-    import json
-
     print("\nThe CLIMD variant and lr a user would pick on the validation split, against the tuned Baseline "
           "(test macro-F1 %, paired difference and Wilcoxon p):\n")
     print("| data set | chosen on validation | its macro-F1 | tuned Baseline | difference (p) |")
