@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,16 @@ ROWS = [  # (label, variant at the paper's lr = the name its lr choice is record
 ]
 
 
+@lru_cache(maxsize=None)
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+@lru_cache(maxsize=None)
+def _selections(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def cell(table: pd.DataFrame, variant: str, metric: str = "f1_macro") -> str:
     row = table[table.variant == variant]
     if row.empty:
@@ -40,7 +51,7 @@ def cell(table: pd.DataFrame, variant: str, metric: str = "f1_macro") -> str:
 
 
 def tuned_name(root: Path, ds: str, base: str) -> str:
-    book = json.loads((root / ds / "selection.json").read_text())
+    book = _selections(root / ds / "selection.json")
     return book.get(base, {}).get("chosen", base)
 
 
@@ -58,7 +69,7 @@ def main(root: Path) -> None:
         for label, variant, table in ROWS:
             cells = []
             for ds in DATASETS:
-                t = pd.read_csv(root / ds / f"{table}-{mode}" / "report.csv")
+                t = _csv(root / ds / f"{table}-{mode}" / "report.csv")
                 name = variant if mode == "paper-lr" or "logreg" in variant else tuned_name(root, ds, variant)
                 cells.append(cell(t, name))
             print(f"| {label} | " + " | ".join(cells) + " |")
@@ -70,34 +81,21 @@ PAIRS = [  # (label, variant, reference, table): paired macro-F1 differences at 
     ("CLIMD + steps − Baseline", "climd+steps", "baseline", "table2"),
     ("CLIMD all corrections − Baseline", "climd.oof-zscore+steps+finish20", "baseline", "variants"),
     ("random order − CLIMD (same schedule)", "climd.random", "climd", "variants"),
-    ("random + steps − CLIMD + steps", "climd.random+steps", "climd+steps", None),
+    ("random + steps − CLIMD + steps", "climd.random+steps", "climd+steps", "variants"),
     ("SMOTE − Baseline", "baseline+smote", "baseline", "table2"),
 ]
 
 
-def paired_cell(root: Path, ds: str, variant: str, ref: str, table: str | None) -> str:
-    if table is None:  # random+steps vs climd+steps: from the per-replicate table
-        runs = pd.read_csv(root / ds / "variants-paper-lr" / "runs.csv")
-        return _paired_from_runs(runs, variant, ref)
-    t = pd.read_csv(root / ds / f"{table}-paper-lr" / f"paired_vs_{ref}.csv")
-    row = t[t.variant == variant]
+def paired_cell(root: Path, ds: str, variant: str, ref: str, table: str) -> str:
+    """The same pairing and test as `climd report`, on that table's replicates."""
+    from stages import report
+
+    runs = _csv(root / ds / f"{table}-paper-lr" / "runs.csv")
+    row = report.paired(runs[runs.variant.isin([variant, ref])], ref)
     if row.empty:
         return "–"
     r = row.iloc[0]
     return f"{100 * r.d_f1_macro:+.1f} (p {r.p_f1_macro:.3f})"
-
-
-def _paired_from_runs(runs: pd.DataFrame, variant: str, ref: str) -> str:
-    from scipy.stats import wilcoxon
-
-    key = [c for c in ("run", "seed") if c in runs.columns]
-    a = runs[runs.variant == variant].set_index(key).f1_macro
-    b = runs[runs.variant == ref].set_index(key).f1_macro
-    d = (a - b).dropna()
-    if d.empty:
-        return "–"
-    p = wilcoxon(d).pvalue if (d != 0).any() else 1.0
-    return f"{100 * d.mean():+.1f} (p {p:.3f})"
 
 
 def paired(root: Path) -> None:
@@ -114,7 +112,7 @@ def best_on_validation(root: Path) -> None:
     print("| data set | chosen on validation | its macro-F1 | tuned Baseline | difference (p) |")
     print("|---|---|---|---|---|")
     for ds in DATASETS:
-        book = json.loads((root / ds / "selection.json").read_text())
+        book = _selections(root / ds / "selection.json")
         pick, base = book["best CLIMD variant"]["chosen"], book["baseline"]["chosen"]
         folder = root / ds / "best-on-validation"
         t = pd.read_csv(folder / "report.csv")

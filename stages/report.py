@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import evaluate, metrics
 from .atomic import atomic_dir, atomic_write_json
-from .errors import MissingArtifactError, UsageError
+from .errors import MissingArtifactError, UsageError, check_choices
 from .store import RunStore
 from .store import expand_runs as store_runs
 
@@ -182,8 +182,7 @@ def select(rows: pd.DataFrame, candidates: list[str], metric: str) -> tuple[str,
     ``candidates`` are variant names or fnmatch patterns ('baseline+lr*'), in priority order."""
     import fnmatch
 
-    if metric not in METRICS:
-        raise UsageError(f"unknown --metric {metric!r}", fix=f"choose from {', '.join(METRICS)}")
+    check_choices((metric, METRICS, "--metric"))
     names = []
     for pattern in candidates:
         names += [v for v in sorted(rows.variant.unique()) if fnmatch.fnmatchcase(v, pattern) and v not in names]

@@ -127,9 +127,9 @@ class Trainer:
 
         from . import models
 
-        model_cls = models.registry().get(self.opts.model)
-        if model_cls is None:
-            raise UsageError(f"unknown --model {self.opts.model!r}", fix=f"choose from {', '.join(models.registry())}")
+        registry = models.registry()
+        check_choices((self.opts.model, list(registry), "--model"))
+        model_cls = registry[self.opts.model]
         feats = features.read(self.enc.file(features.FILE), stages=model_cls.needs_stages)
         if model_cls.needs_stages and not feats.stages:
             raise UsageError(f"--model {self.opts.model} needs image stage maps",

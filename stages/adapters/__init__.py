@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dataset import Dataset, validate
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, check_choices
 from . import derm7pt, manifest, mogonet, tcga
 from .splits import carve_validation
 
@@ -53,8 +53,7 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
     """Read, split and validate a data set. ``path=None`` is the embedded ROSMAP."""
     path = Path(path) if path else EMBEDDED_ROSMAP
     fmt = opts.format or detect_format(path)
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}", fix=f"choose from {', '.join(FORMATS)}")
+    check_choices((fmt, FORMATS, "--format"))
     if fmt == "mogonet":
         _no_split_options(opts, fmt)
         ds = mogonet.load(path)

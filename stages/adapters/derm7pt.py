@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..dataset import UNUSED, Dataset, Modality
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, check_choices
 from .common import require_file
 
 META = Path("meta_original_columns_f81b6f8/meta.csv")
@@ -42,10 +42,7 @@ def looks_like(path: Path) -> bool:
 
 def load(path: Path, task: str = "diag5", tabular: str = "meta") -> Dataset:
     path = Path(path)
-    if task not in TASKS:
-        raise UsageError(f"unknown --task {task!r}", fix=f"choose from {', '.join(TASKS)}")
-    if tabular not in TABULAR:
-        raise UsageError(f"unknown --derm-tabular {tabular!r}", fix=f"choose from {', '.join(TABULAR)}")
+    check_choices((task, TASKS, "--task"), (tabular, TABULAR, "--derm-tabular"))
     meta_path = require_file(path / META, "Derm7pt metadata table")
     meta = pd.read_csv(meta_path)
     labels = _diag5_labels(meta, meta_path)

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, check_choices
 from ..hashing import file_sha256
 
 log = logging.getLogger("climd")
@@ -61,8 +61,7 @@ def build(name: str, weights: Path | None, size: int = 224, allow_random: bool =
     """``random_init``: a seeded random initialisation (the control showing what pretraining adds)."""
     import torch
 
-    if name not in ENCODERS:
-        raise UsageError(f"unknown --image-encoder {name!r}", fix=f"choose from {', '.join(ENCODERS)}")
+    check_choices((name, ENCODERS, "--image-encoder"))
     torch.manual_seed(0)
     weights = None if random_init else (Path(weights) if weights else default_weights(name))
     allow_random = allow_random or random_init

@@ -17,11 +17,10 @@ def registry() -> dict:
 
 
 def build(name: str, spec: InputSpec, n_classes: int, options: dict) -> MultimodalModel:
-    from ..errors import UsageError
+    from ..errors import check_choices
 
     models = registry()
-    if name not in models:
-        raise UsageError(f"unknown --model {name!r}", fix=f"choose from {', '.join(models)}")
+    check_choices((name, list(models), "--model"))
     return models[name].from_options(spec, n_classes, options)
 
 
