@@ -39,6 +39,12 @@ class StaleArtifactError(ClimdError):
     exit_code = 5
 
 
+class StorageError(ClimdError):
+    """The cache or an output folder cannot be written: disk full, read-only, no permission."""
+
+    exit_code = 6
+
+
 class InterruptedRun(ClimdError):
     exit_code = 130
 
@@ -57,5 +63,6 @@ EXIT_CODES = {
     3: "bad input data",
     4: "missing upstream artifact (run the earlier stage first)",
     5: "stale, incomplete or corrupt artifact (rerun the stage named in the message)",
+    6: "cannot write the cache or output (disk full, read-only or no permission)",
     130: "interrupted (Ctrl-C); rerun the same command to resume",
 }
