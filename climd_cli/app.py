@@ -40,8 +40,9 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
-    from stages import progress
+    from stages import progress, threads
 
+    threads.configure()            # before any library starts a thread pool
     common.setup_logging(quiet, debug)
     if quiet or no_progress:
         progress.set_enabled(False)

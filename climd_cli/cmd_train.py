@@ -5,9 +5,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, command, info
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, ThreadsOpt, command, command_line, info
 
-CUR, OPT, IMB, SEEDS, MOD = "Curriculum", "Optimisation", "Imbalance baselines", "Seeds", "Model"
+CUR, OPT, IMB, SEEDS, MOD, PERF = "Curriculum", "Optimisation", "Imbalance losses", "Seeds", "Model", "Performance"
 
 TRAIN_EPILOG = """
 Examples:
@@ -66,22 +66,32 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 100; with a curriculum: the schedule's T).", rich_help_panel=CUR)] = None,
     budget: Annotated[str, typer.Option(help="epochs: one pass over D_t per epoch (paper) | steps: as many optimizer steps per epoch as a full-data epoch.", rich_help_panel=CUR)] = "epochs",
     finish_epochs: Annotated[int, typer.Option(help="Extra full-data epochs after the curriculum.", rich_help_panel=CUR)] = 0,
-    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml | logreg | logreg-balanced | smote-logreg (scikit-learn references).", rich_help_panel=MOD)] = "early-fusion",
+    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml | scikit-learn references: logreg | logreg-balanced | smote-logreg.", rich_help_panel=MOD)] = "early-fusion",
     model_option: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. hidden=128.", rich_help_panel=MOD)] = None,
-    lr: Annotated[str, typer.Option(help="Adam learning rate (paper: 5e-5); a comma-separated list trains one variant per value.", rich_help_panel=OPT)] = "5e-5",
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.", rich_help_panel=OPT)] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=OPT)] = 32,
-    loss: Annotated[str, typer.Option(help="ce | wce (class-weighted, w_c = N/(C n_c)) | focal.", rich_help_panel=IMB)] = "ce",
+    lr: Annotated[str, typer.Option(help="Adam learning rate (paper: 5e-5); a comma-separated list trains one variant per value, all in one program.", rich_help_panel=OPT)] = "5e-5",
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (L2, added to the gradient).", rich_help_panel=OPT)] = 0.0,
+    batch_size: Annotated[str, typer.Option(help="Mini-batch size, or 'full' (the whole epoch pool in one step).", rich_help_panel=OPT)] = "32",
+    lr_step: Annotated[int, typer.Option(help="Multiply the lr by --lr-gamma every LR_STEP epochs (0: constant; Multi-D's recipe: 500).", rich_help_panel=OPT)] = 0,
+    lr_gamma: Annotated[float, typer.Option(help="Factor of the step learning-rate schedule.", rich_help_panel=OPT)] = 0.1,
+    loss: Annotated[str, typer.Option(help="ce | wce (w_c = N/(C n_c)) | focal | logit-adjusted | balanced-softmax | ldam-drw | cb (class-balanced, effective number).", rich_help_panel=IMB)] = "ce",
     focal_gamma: Annotated[float, typer.Option(help="Focal loss gamma.", rich_help_panel=IMB)] = 2.0,
+    la_tau: Annotated[float, typer.Option(help="Logit adjustment strength tau (logit-adjusted).", rich_help_panel=IMB)] = 1.0,
+    ldam_max_margin: Annotated[float, typer.Option(help="LDAM: the largest class margin.", rich_help_panel=IMB)] = 0.5,
+    ldam_scale: Annotated[float, typer.Option(help="LDAM: logit scale s (the authors' 30 assumes a cosine classifier).", rich_help_panel=IMB)] = 1.0,
+    drw_start: Annotated[float, typer.Option(help="LDAM-DRW: re-weighting starts after this fraction of the epochs.", rich_help_panel=IMB)] = 0.8,
+    cb_beta: Annotated[float, typer.Option(help="Class-balanced loss beta (effective number of samples).", rich_help_panel=IMB)] = 0.9999,
     resample: Annotated[str, typer.Option(help="none | undersample | smote | vae (training split, before training; needs --curriculum none).", rich_help_panel=IMB)] = "none",
     select: Annotated[str, typer.Option(help="Which weights to keep: last (the final epoch) | best-valid (best epoch on the validation split; never the test split).", rich_help_panel=OPT)] = "last",
     select_metric: Annotated[str, typer.Option(help="Metric for --select best-valid: accuracy | f1_weighted | f1_macro | balanced_accuracy | auc_macro.", rich_help_panel=OPT)] = "f1_macro",
     seed: Annotated[int, typer.Option(help="Training seed.", rich_help_panel=SEEDS)] = 0,
-    seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 0-4 (overrides --seed).", rich_help_panel=SEEDS)] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 0-9 (trained together; overrides --seed).", rich_help_panel=SEEDS)] = None,
     seed_from_env: Annotated[Optional[str], typer.Option(help="Read the seed from this variable (e.g. SLURM_ARRAY_TASK_ID).", rich_help_panel=SEEDS)] = None,
-    jobs: Annotated[int, typer.Option(help="Parallel processes for --seeds (CPU).", rich_help_panel=SEEDS)] = 1,
+    jobs: Annotated[int, typer.Option(help="Worker processes (one thread each) sharing the replicas; 1 = all in this process.", rich_help_panel=PERF)] = 1,
+    threads: ThreadsOpt = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (0: only by time).", rich_help_panel=PERF)] = 0,
+    checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one (and on SIGTERM/Ctrl-C).", rich_help_panel=PERF)] = 60.0,
     variant: Annotated[Optional[str], typer.Option(help="Name of the variant (default: made from the options).")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=PERF)] = "auto",
     cache_dir: CacheOpt = None,
     force: ForceOpt = False,
     json: JsonOpt = False,
@@ -90,26 +100,53 @@ def train(
     import json as jsonlib
 
     from stages import train as stage
+    from stages.engine import Cadence
+    from stages.errors import UsageError
+    from stages.store import default_cache_dir
 
+    if seeds and seed_from_env:
+        raise UsageError("--seeds and --seed-from-env both choose the seeds", fix="give one of them")
+    if jobs < 1 or checkpoint_every < 0 or checkpoint_seconds <= 0:
+        raise UsageError("--jobs must be >= 1, --checkpoint-every >= 0 and --checkpoint-seconds > 0")
+    size = _batch_size(batch_size)
     configs = [stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
                                   schedule_tag=schedule_tag, epochs=epochs, lr=value, weight_decay=weight_decay,
-                                  batch_size=batch_size, loss=loss, focal_gamma=focal_gamma, resample=resample,
+                                  batch_size=size, lr_step=lr_step, lr_gamma=lr_gamma, loss=loss,
+                                  focal_gamma=focal_gamma, la_tau=la_tau, ldam_max_margin=ldam_max_margin,
+                                  ldam_scale=ldam_scale, drw_start=drw_start, cb_beta=cb_beta, resample=resample,
                                   budget=budget, finish_epochs=finish_epochs, select=select,
                                   select_metric=select_metric, device=device)
                for value in _floats(lr, "--lr")]
     chosen = stage.parse_seeds(seeds) if seeds else [stage.seed_from_env(seed_from_env) if seed_from_env else seed]
-    from stages.store import default_cache_dir
 
-    results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, jobs)
+    def command_for(run_name: str, opts, s: int) -> str:
+        return command_line({"run": run_name, "lr": f"{opts.lr:g}", "seed": s, "seeds": None, "seed_from_env": None,
+                             "jobs": 1})
+
+    from stages import progress
+
+    results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, jobs,
+                              Cadence(checkpoint_every, checkpoint_seconds), command_for,
+                              progress.task if progress.enabled() else None)
     for r in results:
         s = r["summary"]
         verb = "reused" if r["reused"] else f"trained in {s['seconds']:.1f} s"
-        info(f"[green]train[/]: {r['variant']} seed {r['seed']} {verb} -> {r['path']} (final loss {s['final_loss']:.4f}, "
-             f"{s['samples_seen']} samples, {s['optimizer_steps']} steps)")
+        info(f"[green]train[/]: {r['run']} {r['variant']} seed {r['seed']} {verb} -> {r['path']} "
+             f"(final loss {s['final_loss']:.4f}, {s['samples_seen']} samples, {s['optimizer_steps']} steps)")
         if not json:
             typer.echo(r["path"])
     if json:
         typer.echo(jsonlib.dumps(results, default=str))
+
+
+def _batch_size(text: str) -> int:
+    from stages.errors import UsageError
+
+    if text.strip().lower() == "full":
+        return 0
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"--batch-size {text!r}", fix="give a positive integer or 'full'")
 
 
 EVAL_EPILOG = """

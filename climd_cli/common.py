@@ -35,6 +35,19 @@ DEFAULT_RUN = "default"
 _QUIET = [False]
 
 
+def _threads(value: Optional[int]) -> Optional[int]:
+    from stages import threads
+
+    threads.configure(value)
+    return value
+
+
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, callback=_threads, rich_help_panel="Performance", show_default=False,
+    help="CPU threads for torch/BLAS (default: the CPUs this process may use: affinity mask, "
+         "SLURM_CPUS_PER_TASK, cgroup quota; or $CLIMD_THREADS). Never more than that.")]
+
+
 def quiet() -> bool:
     return _QUIET[0]
 
@@ -80,13 +93,15 @@ def _current_context():
     return get_current_context(silent=True)
 
 
-def _command_line(ctx) -> str:
-    """The command as the user could retype it: the options that differ from their defaults."""
+def _command_line(ctx, overrides: dict | None = None) -> str:
+    """The command as the user could retype it: the options that differ from their defaults
+    (``overrides`` replaces parameter values, e.g. one seed of a multi-seed call)."""
     from shlex import quote   # so a wildcard run or a title with spaces can be pasted into a shell
 
     parts = ["climd", ctx.info_name]
+    values = {**ctx.params, **(overrides or {})}
     for param in ctx.command.params:
-        value = ctx.params.get(param.name)
+        value = values.get(param.name)
         if param.param_type_name == "argument":
             parts.append(quote(str(value)))
             continue
@@ -111,6 +126,12 @@ def report(stage: str, artifact, reused: bool, as_json: bool, extra: str = "") -
                                "summary": artifact.summary}, default=str))
     else:
         typer.echo(str(artifact.path))
+
+
+def command_line(overrides: dict | None = None) -> str:
+    """The running command, retypable, with some parameters replaced."""
+    ctx = _current_context()
+    return _command_line(ctx, overrides) if ctx is not None else ""
 
 
 def setup_logging(quiet: bool, debug: bool) -> None:

@@ -60,27 +60,39 @@ def _write(out, trained: Artifact, enc: Artifact, split: str) -> dict:
 
 
 def _needs_stages(trained: Artifact) -> bool:
-    from . import models
+    from .replicas import needs_stages
 
-    model = models.registry().get(trained.params["model"])
-    return bool(model and model.needs_stages)
+    return needs_stages(trained.params["model"])
 
 
-def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch: int = 256) -> np.ndarray:
-    import torch
-
+def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Class probabilities of ``rows`` (float64), from the model file (hash-checked, no pickle)."""
     if trained.params["model"] in reference.MODELS:
         return reference.predict(trained.file(reference.FILE), feats, rows)
-    model, state = train.load_model(trained)
-    arrays = train.model_inputs(feats)
-    names = list(state["input_shapes"])
+    import torch
+
+    from . import threads
+    from .replicas import model_inputs
+
+    threads.apply_to_torch()
+    model, flat, meta = train.load_model(trained)
+    params = model.bind(flat)
+    model.train_mode(False)
+    arrays = model_inputs(feats)
+    for name, shape in meta["input_shapes"].items():
+        have = arrays.get(name)
+        if have is None or list(have.shape[1:]) != list(shape):
+            raise DataError(f"{trained.path}: the model was trained on input {name!r} of shape {shape}, but the "
+                            f"features hold {None if have is None else list(have.shape[1:])}",
+                            fix="evaluate with the encode artifact the model was trained on")
     out = []
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             idx = rows[start:start + batch]
-            inputs = {k: torch.as_tensor(arrays[k][idx], dtype=torch.float32) for k in names}
-            out.append(torch.softmax(model(inputs).logits, dim=1).numpy())
-    return np.vstack(out).astype(np.float64)
+            inputs = {k: torch.as_tensor(arrays[k][idx], dtype=torch.float32).unsqueeze(0) for k in meta["input_shapes"]}
+            logits = model.forward(params, inputs, None).logits[0]
+            out.append(torch.softmax(logits.double(), dim=1).numpy())
+    return np.vstack(out)
 
 
 def load_metrics(artifact: Artifact) -> dict:

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from . import __version__
-from .atomic import atomic_dir, atomic_write_json
+from .atomic import atomic_dir, atomic_write_json, atomic_write_text
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
+from .names import check_name
 
 META = "meta.json"
+COMMAND = "COMMAND"
 META_FORMAT = 1
 DEFAULT_CACHE = "cache"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -102,7 +104,7 @@ class Artifact:
 
     def verify_outputs(self) -> None:
         """Raise if an output file is missing or no longer hashes to what was recorded."""
-        for rel, rec in self.meta.get("outputs", {}).items():
+        for rel, rec in self.meta["outputs"].items():
             path = self.path / rel
             if not path.is_file():
                 raise StaleArtifactError(f"artifact {self.path} is corrupt: {rel} is missing",
@@ -113,8 +115,20 @@ class Artifact:
                     fix=self._rerun_hint())
 
     def _rerun_hint(self) -> str:
-        cmd = self.meta.get("command")
-        return f"rerun `{cmd} --force`" if cmd else f"rerun the {self.stage} stage with --force"
+        return rerun_hint(self.path, self.meta.get("command"), self.stage)
+
+
+def rerun_hint(path: Path, command: str | None, stage: str) -> str:
+    """How to rebuild the artifact at ``path``: the command recorded when it was built (also kept in
+    a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force."""
+    if not command:
+        try:
+            command = (Path(path) / COMMAND).read_text().strip()
+        except OSError:
+            command = ""
+    if command:
+        return f"rerun `{command}{'' if ' --force' in command else ' --force'}`"
+    return f"rerun the {stage} stage with --force (same options as before), or delete {path}"
 
 
 class RunStore:
@@ -147,10 +161,13 @@ class RunStore:
                 fix=f"rerun `climd {stage} --run {self.run}`; it restarts cleanly")
         try:
             meta = json.loads(meta_path.read_text())
-            meta["key"], meta["stage"]
-        except (ValueError, KeyError) as exc:
-            raise StaleArtifactError(f"artifact {path} has an unreadable {META} ({exc})",
-                                     fix=f"rerun `climd {stage} --run {self.run} --force`")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StaleArtifactError(f"artifact {path} has an unreadable {META} ({exc.__class__.__name__})",
+                                     fix=rerun_hint(path, None, stage)) from None
+        problem = meta_problem(meta)
+        if problem:
+            raise StaleArtifactError(f"artifact {path} has a malformed {META}: {problem}",
+                                     fix=rerun_hint(path, None, stage))
         return Artifact(name=name, path=path, meta=meta)
 
     def load(self, name: str, verify: bool = True) -> Artifact:
@@ -180,19 +197,48 @@ class RunStore:
 
     def list(self, prefix: str) -> list[Artifact]:
         """Every complete artifact below ``prefix`` (e.g. all seeds of all train variants)."""
+        return [a for a in self.scan(prefix, depth=None) if isinstance(a, Artifact)]
+
+    def scan(self, prefix: str, depth: int | None = 2) -> list:
+        """Every artifact folder below ``prefix``: an :class:`Artifact`, or the
+        :class:`StaleArtifactError` that explains why it is incomplete or unreadable, so that one
+        damaged replicate is named instead of blocking the rest. ``depth``: folder levels below
+        ``prefix`` that hold artifacts (2 for ``train/<variant>/seed<k>``); None: any folder with a
+        meta.json."""
         base = self.path(prefix)
-        if not base.exists():
+        if not base.is_dir():
             return []
+        if depth is None:
+            folders = sorted({p.parent for p in base.rglob(META)})
+        else:
+            folders = sorted(p for p in base.glob("/".join(["*"] * depth)) if p.is_dir() and not p.name.startswith("."))
         found = []
-        for meta_path in sorted(base.rglob(META)):
-            rel = meta_path.parent.relative_to(self.root).as_posix()
-            found.append(self.read(rel))
+        for folder in folders:
+            rel = folder.relative_to(self.root).as_posix()
+            try:
+                found.append(self.read(rel))
+            except StaleArtifactError as exc:
+                exc.name = rel
+                found.append(exc)
         return found
 
     # -- building ----------------------------------------------------------------------------
     def key_for(self, stage: str, version: int, params: Mapping, inputs: Mapping) -> str:
         return cache_key({"stage": stage, "version": version, "params": params,
                           "inputs": {r: v.get("key") or v.get("fingerprint") for r, v in inputs.items()}})
+
+    def begin(self, name: str, stage: str, version: int, params: Mapping, inputs: Mapping[str, dict],
+              force: bool = False) -> "Ticket":
+        """Start building ``name``: a ticket that is already done when a matching artifact exists
+        (``ticket.reused``), else carries the key and provenance for :meth:`Ticket.commit`."""
+        for part in name.split("/"):
+            check_name(part, "artifact name")
+        key = self.key_for(stage, version, params, inputs)
+        if not force:
+            reusable = self._reusable(name, key)
+            if reusable is not None:
+                return Ticket(self, name, stage, version, dict(params), dict(inputs), key, artifact=reusable)
+        return Ticket(self, name, stage, version, dict(params), dict(inputs), key)
 
     def build(self, name: str, stage: str, version: int, params: Mapping, inputs: Mapping[str, dict],
               produce: Callable[[Path], dict], force: bool = False,
@@ -203,37 +249,16 @@ class RunStore:
         Returns (artifact, reused). With ``incremental`` the producer works in the final
         directory (so it can resume from checkpoints) and ``meta.json`` marks completion.
         """
-        key = self.key_for(stage, version, params, inputs)
-        if not force:
-            reusable = self._reusable(name, key)
-            if reusable is not None:
-                return reusable, True
-        started, t0 = _now(), time.perf_counter()
-
-        def finish(directory: Path) -> dict:
-            summary = produce(directory)
-            meta = {
-                "format": META_FORMAT, "stage": stage, "stage_version": version, "key": key,
-                "params": dict(params), "inputs": dict(inputs),
-                "outputs": _hash_outputs(directory),
-                "summary": summary or {}, "versions": package_versions(),
-                "command": _command_line(), "host": socket.gethostname(),
-                "started": started, "finished": _now(),
-                "duration_s": round(time.perf_counter() - t0, 3),
-            }
-            atomic_write_json(directory / META, meta)
-            return meta
-
+        ticket = self.begin(name, stage, version, params, inputs, force)
+        if ticket.reused:
+            return ticket.artifact, True
         path = self.path(name)
         if incremental:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / META).unlink(missing_ok=True)
-            if force:
-                _empty_dir(path)
-            finish(path)
+            ticket.open_in_place(clear=force)
+            ticket.commit(path, produce(path))
         else:
             with atomic_dir(path) as tmp:
-                finish(tmp)
+                ticket.commit(tmp, produce(tmp))
         return self.read(name), False
 
     def _reusable(self, name: str, key: str) -> Artifact | None:
@@ -247,11 +272,76 @@ class RunStore:
             return None
 
 
+class Ticket:
+    """One artifact being built: its key and provenance, until :meth:`commit` writes ``meta.json``."""
+
+    def __init__(self, store: RunStore, name: str, stage: str, version: int, params: dict, inputs: dict,
+                 key: str, artifact: Artifact | None = None):
+        self.store, self.name, self.stage, self.version = store, name, stage, version
+        self.params, self.inputs, self.key, self.artifact = params, inputs, key, artifact
+        self.started, self._t0 = _now(), time.perf_counter()
+
+    @property
+    def reused(self) -> bool:
+        return self.artifact is not None
+
+    @property
+    def path(self) -> Path:
+        return self.store.path(self.name)
+
+    def open_in_place(self, clear: bool = False) -> Path:
+        """For artifacts written in their final folder (training): remove ``meta.json`` first, so an
+        interrupted build reads as incomplete, never as complete; ``clear`` empties the folder."""
+        path = self.path
+        path.mkdir(parents=True, exist_ok=True)
+        (path / META).unlink(missing_ok=True)
+        if clear:
+            _empty_dir(path)
+        return path
+
+    def commit(self, directory: Path, summary: dict | None, command: str | None = None) -> dict:
+        """Hash the outputs in ``directory`` and write ``meta.json`` (last) there."""
+        command = command if command is not None else _command_line()
+        meta = {
+            "format": META_FORMAT, "stage": self.stage, "stage_version": self.version, "key": self.key,
+            "params": self.params, "inputs": self.inputs, "outputs": _hash_outputs(directory),
+            "summary": summary or {}, "versions": package_versions(), "command": command,
+            "host": socket.gethostname(), "started": self.started, "finished": _now(),
+            "duration_s": round(time.perf_counter() - self._t0, 3),
+        }
+        if command:
+            atomic_write_text(Path(directory) / COMMAND, command + "\n")
+        atomic_write_json(Path(directory) / META, meta)
+        return meta
+
+
+_META_TYPES = {"key": str, "stage": str, "params": dict, "inputs": dict, "outputs": dict, "summary": dict}
+
+
+def meta_problem(meta) -> str | None:
+    """What is wrong with a parsed meta.json (None when it is well formed)."""
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, found {type(meta).__name__}"
+    for field, kind in _META_TYPES.items():
+        if not isinstance(meta.get(field), kind):
+            return f"'{field}' is missing or not a {kind.__name__}"
+    for rel, rec in meta["outputs"].items():
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not parts:
+            return f"output path {rel!r} leaves the artifact folder"
+        if not (isinstance(rec, dict) and isinstance(rec.get("sha256"), str) and isinstance(rec.get("bytes"), int)):
+            return f"output {rel!r} has no sha256/bytes record"
+    for role, rec in meta["inputs"].items():
+        if not isinstance(rec, dict) or ("artifact" in rec and not isinstance(rec.get("key"), str)):
+            return f"input {role!r} is malformed"
+    return None
+
+
 def _hash_outputs(directory: Path) -> dict:
     out = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory).as_posix()
-        if rel == META or path.name.startswith(".tmp-"):
+        if rel in (META, COMMAND) or path.name.startswith(".tmp-") or path.name.startswith(".lease"):
             continue
         out[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
     return out

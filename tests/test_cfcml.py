@@ -119,7 +119,7 @@ SPEC = InputSpec({"img": (64,), "img/s0": (4, 8), "img/s1": (4, 16), "img/s2": (
 @pytest.mark.parametrize("opts", [{}, {"coarse": False}, {"fine": False}])
 def test_model_forward_and_ablation_switches(opts):
     torch.manual_seed(0)
-    model = build("cfcml", SPEC, 3, {"dim": 16, "tokens": 4, "heads": 2, **opts})
+    model = build("cfcml", SPEC, 3, {"dim": 16, "tokens": 4, "heads": 2, **opts}).module
     x = {k: torch.randn(6, *v) for k, v in SPEC.shapes.items()}
     y = torch.tensor([0, 1, 2] * 2)
     out = model.train()(x, y)
@@ -138,7 +138,7 @@ def test_cfcml_through_the_cli(cli, cache, tmp_path):
     r = cli("train", "--run", "c", "--model", "cfcml", "--curriculum", "none", "--epochs", "3",
             "--model-option", "dim=16", "--model-option", "tokens=4", "--batch-size", "8")
     assert r.exit_code == 0, r.output
-    run = cache / "c" / "train" / "cfcml-baseline+dim16+tokens4" / "seed0"
+    run = cache / "c" / "train" / "cfcml-baseline+bs8+dim16+tokens4" / "seed0"
     hist = (run / "history.csv").read_text().splitlines()[0]
     assert "aux_sam" in hist and "aux_cp" in hist
     r = cli("evaluate", "--run", "c")

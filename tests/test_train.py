@@ -1,4 +1,4 @@
-"""train: budgets, curriculum subsets, losses, resampling, resume after kill -9, seeds."""
+"""train: budgets, curriculum subsets, losses, resampling, batched replicas, resume after kill -9."""
 import json
 import os
 import signal
@@ -11,30 +11,24 @@ import pandas as pd
 import pytest
 import torch
 
-from stages import losses, resample
-from stages.train import TrainOptions, batch_indices, parse_seeds
+from stages import losses, order, resample, tensorio
+from stages.train import TrainOptions, parse_seeds
 
-from . import datagen
 from .conftest import ROOT
-
-
-@pytest.fixture
-def ros(cli, cache):
-    """Embedded ROSMAP through schedule, 12 epochs (small and fast)."""
-    for args in (["encode"], ["score", "--probe-epochs", "50"], ["fit-dist"], ["schedule", "--epochs", "12"]):
-        r = cli(*args, "--run", "ros")
-        assert r.exit_code == 0, r.output
-    return cache / "ros"
 
 
 def _history(path):
     return pd.read_csv(path / "history.csv")
 
 
+def weights(path) -> dict:
+    return tensorio.load(path / "model", as_numpy=True)[0]
+
+
 def test_curriculum_trains_on_exactly_the_schedule(cli, ros):
     r = cli("train", "--run", "ros", "--curriculum", "climd", "--batch-size", "16")
     assert r.exit_code == 0, r.output
-    h = _history(ros / "train" / "climd" / "seed0")
+    h = _history(ros / "train" / "climd+bs16" / "seed0")
     sched = json.loads((ros / "schedule" / "schedule.json").read_text())
     assert h["subset_size"].tolist() == [e["size"] for e in sched["per_epoch"]]
     assert h[["n_0", "n_1"]].rename(columns=lambda c: c[2:]).to_dict("records") == [e["counts"] for e in sched["per_epoch"]]
@@ -69,6 +63,16 @@ def test_no_curriculum_and_imbalance_baselines(cli, ros):
     assert h.loc[0, "n_0"] == h.loc[0, "n_1"] == 118
 
 
+def test_full_batch_and_step_learning_rate(cli, ros):
+    r = cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--batch-size", "full",
+            "--lr-step", "2", "--lr-gamma", "0.5", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)[0]
+    assert out["variant"] == "baseline+fullbatch+lrstep2x0.5"
+    h = _history(ros / "train" / out["variant"] / "seed0")
+    assert (h["steps"] == 1).all() and (h["samples_seen"] == 245).all()
+
+
 def test_conflicting_options_are_refused(cli, ros):
     r = cli("train", "--run", "ros", "--curriculum", "climd", "--resample", "smote")
     assert r.exit_code == 2 and "--curriculum none" in r.stderr
@@ -76,6 +80,18 @@ def test_conflicting_options_are_refused(cli, ros):
     assert r.exit_code == 2 and "--epochs 50 but schedule has 12 epochs" in r.stderr
     r = cli("train", "--run", "ros", "--curriculum", "root")
     assert r.exit_code == 4 and "schedule.root" in r.stderr
+    r = cli("train", "--run", "ros", "--seeds", "0-2", "--seed-from-env", "SLURM_ARRAY_TASK_ID")
+    assert r.exit_code == 2 and "--seeds and --seed-from-env" in r.stderr
+    r = cli("train", "--run", "ros", "--batch-size", "-3")
+    assert r.exit_code == 2 and "--batch-size" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["../../victim", "x/../../y", "a b", "..", ".hidden", "lr/0.1", ""])
+def test_unsafe_variant_names_are_refused(cli, ros, name):
+    r = cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "1", "--variant", name, "--force")
+    assert r.exit_code == 2 and "invalid variant name" in r.stderr
+    assert not (ros / "train").exists() or not any((ros / "train").iterdir())
+    assert sorted(p.name for p in ros.parent.iterdir()) == ["ros"]
 
 
 def test_stale_schedule_is_refused_by_train(cli, ros):
@@ -84,14 +100,37 @@ def test_stale_schedule_is_refused_by_train(cli, ros):
     assert r.exit_code == 5 and "stale" in r.stderr and "fit-dist has changed" in r.stderr
 
 
-def test_seeds_parallel_equal_sequential_and_env_seed(cli, ros, monkeypatch):
-    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-1", "--jobs", "2",
+@pytest.mark.parametrize("curriculum", ["climd", "none"])
+def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum):
+    """Seed 3 trained alone and inside a batch of six (and next to another learning rate) ends with
+    the same weights (within 1e-4; bit-identical here) and the same predictions."""
+    common = ["train", "--run", "ros", "--curriculum", curriculum, "--epochs", "12", "--json"]
+    batch = json.loads(cli(*common, "--seeds", "0-5", "--variant", "batch").stdout)
+    assert {r["summary"]["replicas_in_program"] for r in batch} == {6}
+    mixed = json.loads(cli(*common, "--seeds", "2-4", "--lr", "1e-3,5e-5").stdout)
+    assert {r["summary"]["replicas_in_program"] for r in mixed} == {6}
+    cli(*common, "--seed", "3", "--variant", "alone")
+    alone = weights(ros / "train" / "alone" / "seed3")
+    for other in (ros / "train" / "batch" / "seed3",
+                  ros / "train" / ("baseline" if curriculum == "none" else "climd") / "seed3"):
+        together = weights(other)
+        assert alone.keys() == together.keys()
+        assert max(float(np.abs(alone[k] - together[k]).max()) for k in alone) <= 1e-4
+        assert all(np.array_equal(alone[k], together[k]) for k in alone)   # bit-identical on this CPU
+    assert not np.array_equal(weights(ros / "train" / "batch" / "seed2")["cls.1.w"], alone["cls.1.w"])
+    cli("evaluate", "--run", "ros")
+    pred = {v: pd.read_csv(ros / "eval-test" / v / "seed3" / "predictions.csv") for v in ("alone", "batch")}
+    assert (pred["alone"]["pred"] == pred["batch"]["pred"]).all()
+    np.testing.assert_allclose(pred["alone"].filter(like="p_"), pred["batch"].filter(like="p_"), atol=1e-6)
+
+
+def test_worker_processes_equal_one_process_and_env_seed(cli, ros, monkeypatch):
+    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-3", "--jobs", "2",
         "--variant", "par")
-    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-1", "--variant", "seq")
-    for s in (0, 1):
-        a = torch.load(ros / "train" / "par" / f"seed{s}" / "model.pt", weights_only=False)["state_dict"]
-        b = torch.load(ros / "train" / "seq" / f"seed{s}" / "model.pt", weights_only=False)["state_dict"]
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-3", "--variant", "seq")
+    for s in range(4):
+        a, b = weights(ros / "train" / "par" / f"seed{s}"), weights(ros / "train" / "seq" / f"seed{s}")
+        assert all(np.array_equal(a[k], b[k]) for k in a)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     r = cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "2", "--seed-from-env", "SLURM_ARRAY_TASK_ID")
     assert r.stdout.strip().endswith("train/baseline/seed3")
@@ -107,32 +146,129 @@ def test_rerun_is_reused(cli, ros):
     assert "reused" in r.stderr
 
 
-def test_kill_then_resume_gives_the_same_weights(cli, ros, cache):
-    env = {**os.environ, "CLIMD_CACHE": str(cache), "CLIMD_DEBUG_EPOCH_SLEEP": "0.15", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "climd_cli", "-q", "train", "--run", "ros", "--curriculum", "none",
-            "--epochs", "40", "--seed", "5", "--variant", "killed"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpt = ros / "train" / "killed" / "seed5" / "checkpoint.pt"
-    deadline = time.time() + 60
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.8)
+def _climd(cache, *args, **kw):
+    env = {**os.environ, "CLIMD_CACHE": str(cache), "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    return subprocess.Popen([sys.executable, "-m", "climd_cli", "-q", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(path_glob, root, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(root.glob(path_glob))
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"{path_glob} never appeared under {root}")
+
+
+@pytest.mark.parametrize("extra_wait", [0.0, 0.6])
+def test_kill_a_batched_train_then_resume_gives_the_same_weights(cli, ros, cache, extra_wait):
+    """kill -9 of a batched `climd train` part-way (just after the first checkpoint, or later):
+    the rerun resumes every replica and ends identical to an uninterrupted run (in a copy of the run)."""
+    import shutil
+
+    shutil.copytree(ros, cache / "whole")
+    args = ["train", "--curriculum", "climd", "--seeds", "0-4", "--lr", "5e-5,1e-3", "--checkpoint-every", "1"]
+    proc = _climd(cache, *args, "--run", "ros", env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.1"})
+    _wait_for("train/climd*/seed*/checkpoint.json", ros)
+    time.sleep(extra_wait)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (ros / "train" / "killed" / "seed5" / "model.pt").exists()
-    state = torch.load(ckpt, weights_only=False)
-    assert 1 <= state["epoch"] < 40
-    env.pop("CLIMD_DEBUG_EPOCH_SLEEP")
-    done = subprocess.run(args[:3] + args[4:], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert f"from epoch {state['epoch']}" in done.stderr
-    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "40", "--seed", "5", "--variant", "whole")
-    a = torch.load(ros / "train" / "killed" / "seed5" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(ros / "train" / "whole" / "seed5" / "model.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not ckpt.exists()
-    ha, hb = _history(ros / "train" / "killed" / "seed5"), _history(ros / "train" / "whole" / "seed5")
-    pd.testing.assert_frame_equal(ha, hb)
+    saved = [json.loads(p.read_text())["meta"]["epoch"] for p in ros.glob("train/climd*/seed*/checkpoint.json")]
+    assert saved and max(saved) < 12 and not list(ros.glob("train/climd*/seed*/model.json"))
+    done = _climd(cache, *args, "--run", "ros")
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    cli(*args, "--run", "whole")
+    for variant in ("climd", "climd+lr0.001"):
+        for s in range(5):
+            a, b = ros / "train" / variant / f"seed{s}", cache / "whole" / "train" / variant / f"seed{s}"
+            wa, wb = weights(a), weights(b)
+            assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+            pd.testing.assert_frame_equal(_history(a), _history(b))
+            assert not list(a.glob("checkpoint*"))
+
+
+def test_kill_of_the_parent_leaves_no_worker_behind(ros, cache):
+    args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--seeds", "0-3", "--jobs", "2",
+            "--variant", "orphans"]
+    proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.3"})
+    marker = str(cache)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_children_of(proc.pid)) < 2:
+        time.sleep(0.1)
+    workers = _children_of(proc.pid)
+    assert len(workers) >= 2, "workers never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)], f"workers outlived their parent ({marker})"
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_damaged_checkpoints_are_named_and_never_unpickled(cli, ros, cache, tmp_path):
+    """A garbage, truncated or zeroed checkpoint is refused with the file and the fix; a pickle planted
+    as a checkpoint or model file never runs."""
+    args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--seeds", "0-1",
+            "--checkpoint-every", "1", "--variant", "dmg"]
+    proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.1"})
+    _wait_for("train/dmg/seed1/checkpoint.json", ros)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    seed1 = ros / "train" / "dmg" / "seed1"
+    tensors_file = next(seed1.glob("checkpoint-e*.safetensors"))
+    data = bytearray(tensors_file.read_bytes())
+    data[200:400] = bytes(200)                       # zeroed weights under the right key
+    tensors_file.write_bytes(bytes(data))
+    r = cli(*args)
+    assert r.exit_code == 5 and "corrupt" in r.stderr and str(tensors_file) in r.stderr and "delete" in r.stderr
+    assert "Traceback" not in r.output
+    assert (ros / "train" / "dmg" / "seed0" / "meta.json").exists()     # the healthy replica finished
+    marker = tmp_path / "pwned"
+    payload = _evil_pickle(marker)
+    tensors_file.write_bytes(payload)
+    r = cli(*args)
+    assert r.exit_code == 5 and not marker.exists()
+    (seed1 / "checkpoint.json").write_text("{not json")
+    r = cli(*args)
+    assert r.exit_code == 5 and "checkpoint.json" in r.stderr and "Traceback" not in r.output
+    model_file = ros / "train" / "dmg" / "seed0" / "model.safetensors"
+    model_file.write_bytes(payload)
+    r = cli("evaluate", "--run", "ros", "--variant", "dmg", "--seed", "0")
+    assert r.exit_code == 5 and not marker.exists() and "model.safetensors" in r.stderr
+
+
+def _evil_pickle(marker) -> bytes:
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    return pickle.dumps(Evil())
 
 
 def test_variant_names():
@@ -142,16 +278,19 @@ def test_variant_names():
     assert TrainOptions(model="cfcml", schedule_tag="oof").variant_name() == "cfcml-climd.oof"
 
 
-def test_batches_one_pass_and_steps():
-    gen = torch.Generator().manual_seed(0)
-    pool = torch.arange(10)
-    one = batch_indices(pool, torch.zeros(10, dtype=torch.long), 4, gen)
-    assert [len(b) for b in one] == [4, 4, 2] and sorted(torch.cat(one).tolist()) == list(range(10))
-    steps = batch_indices(pool[:3], torch.zeros(10, dtype=torch.long), 4, gen, n_steps=5)
+def test_batches_one_pass_steps_and_class_balanced():
+    gen = order.streams(0)["order"]
+    pool = np.arange(10)
+    one = order.epoch_batches(gen, pool, 4)
+    assert [len(b) for b in one] == [4, 4, 2] and sorted(np.concatenate(one).tolist()) == list(range(10))
+    steps = order.epoch_batches(gen, pool[:3], 4, n_steps=5)
     assert [len(b) for b in steps] == [3] * 5
-    y = torch.tensor([0] * 8 + [1] * 2)
-    bal = batch_indices(pool, y, 4, gen, n_steps=3, mode="class-balanced")
+    y = np.array([0] * 8 + [1] * 2)
+    bal = order.balanced_batches(gen, pool, y, 4, n_steps=3)
     assert all(sorted(y[b].tolist()) == [0, 0, 1, 1] for b in bal)
+    a, b = order.streams(7), order.streams(7)
+    assert np.array_equal(a["order"].permutation(50), b["order"].permutation(50))
+    assert not np.array_equal(order.streams(7)["order"].permutation(50), order.streams(7)["noise"].permutation(50))
 
 
 def test_loss_values_by_hand():

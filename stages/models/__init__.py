@@ -1,8 +1,15 @@
 """Model plug-ins for ``climd train --model NAME``.
 
-A model takes a dict of input tensors (one per modality, plus image stage tokens named
-``<modality>/s<k>`` when it asks for them) and returns logits and an optional auxiliary loss.
-Adding a model = one class with the small interface of :class:`base.MultimodalModel` + a line here.
+Two kinds of plug-in:
+
+* a :class:`batched.BatchedModel` declares per-replica parameter shapes and computes on ``[R, B, ...]``
+  inputs, so many replicas train as one vectorised program (early fusion, Multi-D, DMIB);
+* a :class:`base.MultimodalModel` is an ordinary ``nn.Module`` taking a dict of input tensors (one per
+  modality, plus image stage tokens named ``<modality>/s<k>`` when it asks for them) and returning
+  logits and an optional auxiliary loss; the engine trains it one replica at a time through
+  :class:`adapter.ModuleAdapter` (CFCML).
+
+Adding a model = one class + a line in :func:`registry`.
 """
 from __future__ import annotations
 
@@ -16,12 +23,17 @@ def registry() -> dict:
     return {"early-fusion": EarlyFusion, "cfcml": CFCML}
 
 
-def build(name: str, spec: InputSpec, n_classes: int, options: dict) -> MultimodalModel:
+def build(name: str, spec: InputSpec, n_classes: int, options: dict):
+    """A :class:`batched.BatchedModel` (nn.Module plug-ins come wrapped in a ModuleAdapter)."""
     from ..errors import check_choices
+    from .adapter import ModuleAdapter
 
     models = registry()
     check_choices((name, list(models), "--model"))
-    return models[name].from_options(spec, n_classes, options)
+    cls = models[name]
+    if getattr(cls, "vectorised", False):
+        return cls.from_options(spec, n_classes, options)
+    return ModuleAdapter(cls, spec, n_classes, options)
 
 
 __all__ = ["InputSpec", "ModelOutput", "MultimodalModel", "build", "registry"]

@@ -35,6 +35,8 @@ class MultimodalModel(nn.Module):
     prototypes) can use it; ``logits`` must never depend on it.
     """
 
+    #: an nn.Module plug-in trains one replica at a time (see models.adapter.ModuleAdapter)
+    vectorised: bool = False
     #: the image stage tokens of ``encode --image-stages`` are required
     needs_stages: bool = False
     #: "shuffle" (plain mini-batches) or "class-balanced" (every class in every batch)

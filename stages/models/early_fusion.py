@@ -1,27 +1,87 @@
-"""The paper's Baseline: one small encoder per modality, features concatenated, MLP classifier."""
+"""The paper's Baseline: one small encoder per modality, features concatenated, MLP classifier.
+
+Per modality m: Linear(d_m, hidden) + ReLU + Dropout; concatenated; Linear(hidden * M, hidden) + ReLU
++ Dropout + Linear(hidden, C). Written as a batched model with its backward pass by hand: it is the
+model every comparison trains hundreds of times, and the hand-written gradient (tested against
+autograd) halves the per-step overhead of small CPU problems.
+"""
 from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from .base import InputSpec, ModelOutput, MultimodalModel
+from .base import InputSpec
+from .batched import BatchedModel, BatchedOutput, flat_input, linear
 
 
-class EarlyFusion(MultimodalModel):
+class EarlyFusion(BatchedModel):
     defaults = {"hidden": 64, "dropout": 0.2}
+    manual_backward = True
 
     def __init__(self, spec: InputSpec, n_classes: int, hidden: int = 64, dropout: float = 0.2):
-        super().__init__()
-        self.names = spec.modalities()
-        self.encoders = nn.ModuleDict({
-            m: nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.shapes[m]), hidden), nn.ReLU(),
-                             nn.Dropout(dropout))
-            for m in self.names})
-        self.classifier = nn.Sequential(nn.Linear(hidden * len(self.names), hidden), nn.ReLU(),
-                                        nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        super().__init__(spec, n_classes)
+        self.names, self.hidden = spec.modalities(), int(hidden)
+        for m in self.names:
+            self.add_linear(f"enc.{m}", math.prod(spec.shapes[m]), self.hidden)
+        self.add_linear("cls.0", self.hidden * len(self.names), self.hidden)
+        self.add_linear("cls.1", self.hidden, n_classes)
+        for m in self.names:
+            self.add_dropout(f"enc.{m}", self.hidden, dropout)
+        self.add_dropout("cls.0", self.hidden, dropout)
 
-    def forward(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> ModelOutput:
-        fused = torch.cat([self.encoders[m](inputs[m]) for m in self.names], dim=1)
-        return ModelOutput(self.classifier(fused))
+    def forward(self, params: dict, x: dict, noise: dict | None, y=None) -> BatchedOutput:
+        return BatchedOutput(self._forward(params, x, noise, None))
+
+    def forward_train(self, params: dict, x: dict, noise: dict | None):
+        """Logits and what :meth:`backward` needs."""
+        cache: dict = {}
+        return self._forward(params, x, noise, cache), cache
+
+    def _forward(self, p: dict, x: dict, noise: dict | None, cache: dict | None):
+        import torch
+
+        hidden = []
+        for m in self.names:
+            xm = flat_input(x[m])
+            a = linear(p, f"enc.{m}", xm)
+            if cache is None and noise is None:
+                hidden.append(a.clamp_(min=0))
+                continue
+            gate = _gate(a, noise, f"enc.{m}")
+            hidden.append(a.mul_(gate))
+            if cache is not None:
+                cache[m] = (xm, gate)
+        h = torch.cat(hidden, 2)
+        a = linear(p, "cls.0", h)
+        if cache is None and noise is None:
+            return linear(p, "cls.1", a.clamp_(min=0))
+        gate = _gate(a, noise, "cls.0")
+        h2 = a.mul_(gate)
+        if cache is not None:
+            cache["cls"] = (h, gate, h2)
+        return linear(p, "cls.1", h2)
+
+    def backward(self, p: dict, cache: dict, dlogits, grads: dict) -> None:
+        """Write d loss / d parameter into ``grads`` ({name: [R, ...] view}) given d loss / d logits."""
+        import torch
+
+        h, gate, h2 = cache["cls"]
+        torch.bmm(h2.transpose(1, 2), dlogits, out=grads["cls.1.w"])
+        torch.sum(dlogits, 1, out=grads["cls.1.b"])
+        d2 = torch.bmm(dlogits, p["cls.1.w"].transpose(1, 2)).mul_(gate)
+        torch.bmm(h.transpose(1, 2), d2, out=grads["cls.0.w"])
+        torch.sum(d2, 1, out=grads["cls.0.b"])
+        dh = torch.bmm(d2, p["cls.0.w"].transpose(1, 2))
+        H = self.hidden
+        for k, m in enumerate(self.names):
+            xm, g = cache[m]
+            da = dh[:, :, k * H:(k + 1) * H] * g
+            torch.bmm(xm.transpose(1, 2), da, out=grads[f"enc.{m}.w"])
+            torch.sum(da, 1, out=grads[f"enc.{m}.b"])
+
+
+def _gate(a, noise: dict | None, name: str):
+    """ReLU's derivative times the (scaled) dropout keep-mask: h = a * gate, da = dh * gate."""
+    gate = (a > 0).to(a.dtype)
+    if noise is not None and name in noise:
+        gate.mul_(noise[name])
+    return gate
