@@ -79,7 +79,9 @@ def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch
     params = model.bind(flat)
     model.train_mode(False)
     arrays = model_inputs(feats)
-    for name, shape in meta["input_shapes"].items():
+    used = meta.get("inputs_used") or list(meta["input_shapes"])
+    for name in used:
+        shape = meta["input_shapes"][name]
         have = arrays.get(name)
         if have is None or list(have.shape[1:]) != list(shape):
             raise DataError(f"{trained.path}: the model was trained on input {name!r} of shape {shape}, but the "
@@ -89,7 +91,7 @@ def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             idx = rows[start:start + batch]
-            inputs = {k: torch.as_tensor(arrays[k][idx], dtype=torch.float32).unsqueeze(0) for k in meta["input_shapes"]}
+            inputs = {k: torch.as_tensor(arrays[k][idx], dtype=torch.float32).unsqueeze(0) for k in used}
             logits = model.forward(params, inputs, None).logits[0]
             out.append(torch.softmax(logits.double(), dim=1).numpy())
     return np.vstack(out)

@@ -190,7 +190,7 @@ def resume_epoch(rep: Replica) -> None:
 def write_model(directory: Path, model, named: dict, rep: Replica) -> None:
     tensorio.save(Path(directory) / MODEL_STEM, named, {
         "model": rep.opts.model, "model_options": rep.opts.model_options,
-        "input_shapes": {k: list(v) for k, v in rep.unit.shapes.items() if k in set(model.inputs_used())},
+        "input_shapes": {k: list(v) for k, v in rep.unit.shapes.items()}, "inputs_used": model.inputs_used(),
         "kinds": rep.unit.kinds, "class_names": rep.unit.class_names, "parameters": list(named)})
 
 
