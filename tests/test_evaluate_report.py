@@ -6,6 +6,7 @@ statistics tests use small stores of hand-made artifacts (``fake_run``): they go
 store API (hashes, keys, freshness) as real ones, so the report reads them exactly like real runs.
 """
 import json
+from collections import Counter
 import shutil
 
 import numpy as np
@@ -341,3 +342,39 @@ def test_one_malformed_artifact_is_named_not_a_traceback(cli, cache):
     train_meta.write_text('{"key": 1}')
     r = cli("report", "--run", "bad")
     assert r.exit_code == 5 and "seed2" in r.stderr
+
+
+def test_summary_script_reads_the_new_report(cli, cache, tmp_path, capsys):
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("summary", ROOT / "scripts" / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    rng = np.random.default_rng(7)
+    for k in range(4):
+        evals = {}
+        for v in ("baseline", "baseline+lr0.001", "climd", "climd+lr0.001"):
+            evals[("valid", v, k)], evals[("test", v, k)] = mdict(rng.uniform(0.5, 0.8)), mdict(rng.uniform(0.5, 0.8))
+        fake_run(cache, f"b{k}", evals)
+    out = tmp_path / "results" / "brca" / "best-on-validation"
+    r = cli("report", "--run", "b*", "--choose", "climd-chosen=climd*", "--choose", "baseline-chosen=baseline*",
+            "--reference", "baseline-chosen", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    rec = {p["variant"]: p for p in rep["paired"][0]}["climd-chosen"]
+    row = summary.paired_row(out, "climd-chosen", "baseline-chosen")
+    assert row["d_f1_macro"] == pytest.approx(rec["d_f1_macro"], rel=1e-5)
+    text = summary.format_pair(row)
+    assert text == (f"{100 * rec['d_f1_macro']:+.1f} [{100 * rec['ci_low_f1_macro']:+.1f}, {100 * rec['ci_high_f1_macro']:+.1f}]"
+                    f" (p {rec['p_t_f1_macro']:.3f}; Holm {rec['p_holm_f1_macro']:.3f})")
+    picked = Counter(c["chosen"] for c in rep["chosen"] if c["name"] == "climd-chosen")
+    assert summary.picks(out, "climd-chosen") == ", ".join(f"`{v}` ×{n}" for v, n in picked.most_common())
+    (out / "paired_vs_baseline-chosen.csv").unlink()          # recomputed from runs.csv: the same numbers
+    summary._csv.cache_clear()
+    again = summary.paired_row(out, "climd-chosen", "baseline-chosen")
+    assert again["p_t_f1_macro"] == pytest.approx(row["p_t_f1_macro"], rel=1e-5)
+    summary.best_on_validation(tmp_path / "results")
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| brca |")][0]
+    assert text in line and summary.cell(pd.read_csv(out / "report.csv"), "climd-chosen") in line
