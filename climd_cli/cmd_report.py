@@ -150,14 +150,19 @@ def _paired_warnings(comp) -> None:
     if comp.empty:
         return
     ref = comp.reference.iloc[0]
-    for _, r in comp.iterrows():
-        if r.n_dropped:
-            _warn(f"{r.variant} vs {ref}: replicates dropped (on one side only): {r.dropped}")
-        if r.n_pairs < 2:
-            _warn(f"{r.variant} vs {ref}: {r.n_pairs} pair(s), no test possible")
-        elif not stats.can_reach(r.wilcoxon_min_p_f1_macro):
-            _warn(f"{r.variant} vs {ref}: the Wilcoxon test cannot reach p < 0.05 with "
-                  f"{r.n_pairs} pairs (smallest attainable p = 2/2^n = {r.wilcoxon_min_p_f1_macro:.4g})")
+    for _, r in comp[comp.n_dropped > 0].iterrows():
+        _warn(f"{r.variant} vs {ref}: replicates dropped (on one side only): {r.dropped}")
+    few = comp[comp.n_pairs < 2].variant.tolist()
+    if few:
+        _warn(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
+    mixed = comp[(comp.runs > 1) & (comp.n_pairs > comp.runs)]
+    if len(mixed):
+        _warn(f"vs {ref}: the pairs span several runs with several seeds per run; the Nadeau–Bengio correction "
+              "treats every (run, seed) as its own resplit, which understates the variance (one seed per run is exact)")
+    floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
+    for min_p, group in floor.groupby("wilcoxon_min_p_f1_macro"):
+        _warn(f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
+              f"(smallest attainable p with these pairs = 2/2^n = {min_p:.4g})")
 
 
 def _print_tables(name, split, table, comparisons, chosen) -> None:

@@ -65,9 +65,11 @@ def test_sentence(comp) -> str:
     tests = set(comp.test)
     if tests == {stats.NADEAU_BENGIO}:
         ratio = comp.n_test_over_n_train.mean()
+        mixed = bool(((comp.runs > 1) & (comp.n_pairs > comp.runs)).any()) if "runs" in comp else False
         return ("Replicates are resplits of the same data: Nadeau–Bengio corrected resampled t-test, variance "
                 f"× (1/J + n_test/n_train) with n_test/n_train = {ratio:.3f}, J − 1 df; the CI uses the same "
-                "corrected standard error.")
+                "corrected standard error." + (" Some runs hold several seeds: each (run, seed) counts as its own "
+                                               "resplit, which understates the variance." if mixed else ""))
     if tests == {stats.PAIRED_T}:
         return ("All pairs come from one split (seeds of one run): ordinary paired t-test; its variance covers "
                 "training randomness only, not the choice of split.")

@@ -256,7 +256,7 @@ def test_seeds_of_one_split_use_the_paired_t_and_warn_about_wilcoxon(cli, cache)
     assert rec["test"] == "paired-t" and rec["p_t_f1_macro"] == pytest.approx(sps.ttest_rel(a, base).pvalue)
     ci = sps.ttest_rel(a, base).confidence_interval(0.95)
     assert (rec["ci_low_f1_macro"], rec["ci_high_f1_macro"]) == pytest.approx((ci.low, ci.high))
-    assert "cannot reach p < 0.05 with 5 pairs (smallest attainable p = 2/2^n = 0.0625)" in r.stderr
+    assert "the Wilcoxon test cannot reach p < 0.05 for A (smallest attainable p with these pairs = 2/2^n = 0.0625)" in r.stderr
     md = (cache / "one" / "report" / "report.md").read_text()
     assert "ordinary paired t-test" in md and "can never reach p < 0.05" in md and "0.062" in md
 
