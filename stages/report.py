@@ -170,8 +170,9 @@ def positive_class(encode: dict[str, dict], requested: str | None = None) -> dic
         return None
     if requested is not None and requested not in names:
         raise UsageError(f"unknown --positive-class {requested!r}", fix=f"choose from {', '.join(names)}")
-    counts = np.sum([s["train_class_counts"] for s in summaries if s["class_names"] == names
-                     and len(s.get("train_class_counts") or []) == 2], axis=0)
+    known = [s["train_class_counts"] for s in summaries if s["class_names"] == names
+             and len(s.get("train_class_counts") or []) == 2]
+    counts = np.sum(known, axis=0) if known else np.array([0, 0])
     pos = names.index(requested) if requested is not None else (0 if counts[0] < counts[1] else 1)
     return {"positive": names[pos], "negative": names[1 - pos], "source": "--positive-class" if requested else "minority",
             "train_counts": {n: int(c) for n, c in zip(names, counts)}}
