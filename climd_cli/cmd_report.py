@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, JsonOpt, command, info, quiet
-
+from .common import DEFAULT_RUN, CacheOpt, JsonOpt, command, err, info, quiet
 
 REPORT_EPILOG = """
 Examples:
@@ -16,74 +15,205 @@ Examples:
 
   climd report --run 'brca-s*' --reference baseline --reference climd --out results/brca
 
-Writes report.md, report.csv (mean and std per variant), runs.csv (every replicate) and
-paired_vs_<reference>.csv (mean difference and Wilcoxon signed-rank p over shared replicates).
+  climd report --run 'brca-s*' --choose 'climd-chosen=climd*' --choose 'baseline-chosen=baseline,baseline+lr*' --reference baseline-chosen
+
+Writes report.md, report.csv (mean and std per variant), runs.csv (every replicate), chosen.csv (the
+--choose picks per replicate) and paired_vs_<reference>.csv: per metric the mean difference with its
+95 % CI, the t-test p (Nadeau–Bengio corrected when the replicates span several runs, i.e. resplits
+of the data; the ordinary paired t-test for seeds of one split), the Wilcoxon signed-rank p, and the
+Holm-adjusted t p over the rows of that table. Evaluations are re-hashed: an edited metrics.json is
+refused (exit 5). A train folder without meta.json (a killed seed) stops the report (exit 5) unless
+--allow-incomplete.
 """
+
+
+def _console():
+    """Tables on stderr; off a terminal they are never wrapped at 80 columns (logs, pipes, CI)."""
+    import sys
+
+    from rich.console import Console
+
+    wide = not sys.stderr.isatty()
+    return Console(stderr=True, width=100_000 if wide else None, soft_wrap=wide, highlight=False)
+
+
+def _warn(message: str) -> None:
+    from rich.markup import escape
+
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 @command
 def report(
     run: Annotated[list[str], typer.Option("--run", "-r", help="Run(s) to aggregate; repeatable; wildcards allowed (quote them).")] = [DEFAULT_RUN],
-    reference: Annotated[Optional[list[str]], typer.Option(help="Variant(s) to compare every other variant with (paired by run and seed).")] = None,
+    reference: Annotated[Optional[list[str]], typer.Option(help="Variant(s) to compare every other variant with (paired by run and seed); a --choose NAME works too.")] = None,
     split: Annotated[str, typer.Option(help="test | valid.")] = "test",
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
+    choose: Annotated[Optional[list[str]], typer.Option("--choose", help="NAME=PATTERN[,PATTERN...]: per replicate, the candidate (fnmatch patterns, in priority order; ties go to the earlier) with the best VALIDATION score; its TEST metrics become the variant NAME. Repeatable.")] = None,
+    choose_metric: Annotated[str, typer.Option(help="Validation metric --choose maximises.")] = "f1_macro",
+    positive_class: Annotated[Optional[str], typer.Option(help="Two classes: the class whose recall is sensitivity (default: the training minority).")] = None,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Report without incomplete replicates (killed or unfinished seeds) instead of stopping; they are named.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
     title: Annotated[Optional[str], typer.Option(help="Title of the Markdown table.")] = None,
     plot_recall: Annotated[Optional[Path], typer.Option(help="Also draw per-class recall of the shown variants to this PNG.")] = None,
     selections: Annotated[Optional[Path], typer.Option(help="JSON of `climd select --record`: list the validation choices behind the shown variants.")] = None,
     cache_dir: CacheOpt = None,
-    json: JsonOpt = False,
+    json: Annotated[bool, typer.Option("--json", help="Print every table, test and choice as JSON on stdout.", rich_help_panel="Output")] = False,
 ):
-    """Aggregate evaluations into mean +- std tables with paired tests (stage 7)."""
+    """Aggregate evaluations into mean +- std tables with paired tests and CIs (stage 7)."""
+    import fnmatch
     import json as jsonlib
 
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
 
+    from stages import choose as chooser
     from stages import report as lib
+    from stages.errors import UsageError
     from stages.store import _command_line, default_cache_dir
 
     root = cache_dir or default_cache_dir()
     stores = lib.expand_runs(root, run)
-    rows = lib.collect(stores, split)
+    specs = [chooser.parse(s) for s in choose or []]
+    if specs and split != "test":
+        raise UsageError("--choose reports the chosen candidates' test metrics; it needs --split test",
+                         fix="drop --split (test is the default); the choice itself is always made on valid")
+    if len({n for n, _ in specs}) != len(specs):
+        raise UsageError("two --choose share a NAME", fix="give every --choose its own NAME")
     order = variants.split(",") if variants else None
-    comparisons = [lib.paired(rows, ref) for ref in (reference or [])]   # pairs over every variant
+    patterns = [p for _, ps in specs for p in ps]
+    relevant = None
+    if order:
+        wanted = set(order) | set(reference or [])
+        relevant = lambda v: v in wanted or any(fnmatch.fnmatchcase(v, p) for p in patterns)  # noqa: E731
+    col = lib.collect(stores, split, allow_incomplete, relevant)
+    _problems(col, split)
+    rows, chosen, choose_info = col.rows, [], []
+    if specs:
+        valid = lib.collect(stores, "valid", allow_incomplete,
+                            lambda v: any(fnmatch.fnmatchcase(v, p) for p in patterns), require=False)
+        _problems(valid, "valid", unevaluated=False)
+        for name, pats in specs:
+            if name in set(col.rows.variant):
+                raise UsageError(f"--choose name {name!r} is already an evaluated variant", fix="pick another NAME")
+            picks, warnings = chooser.per_replicate(valid.rows, col.rows, name, pats, choose_metric)
+            for w in warnings:
+                _warn(w)
+            extra_rows = chooser.virtual_rows(picks, col.rows, name)
+            rows = pd.concat([rows, extra_rows], ignore_index=True) if len(extra_rows) else rows
+            chosen.append(picks)
+            choose_info.append({"name": name, "patterns": pats, "metric": choose_metric, "split": "valid",
+                                "candidates": chooser.candidates(list(valid.rows.variant) + list(col.rows.variant), pats)})
+    positive = lib.positive_class(col.encode, positive_class)
+    rows = lib.add_sensitivity(rows, positive)
+    comparisons = [lib.paired(rows, ref, [v for v in order if v != ref] if order else None) for ref in (reference or [])]
     if order:
         rows = rows[rows.variant.isin(order)]
-        comparisons = [c[c.variant.isin(order)].set_index("variant").reindex([v for v in order if v in set(c.variant)]).reset_index()
-                       for c in comparisons]
     table = lib.summarise(rows, order)
+    for comp in comparisons:
+        _paired_warnings(comp)
     target = out or stores[0].path("report" if split == "test" else f"report-{split}")
     name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"
     extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
-    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra)
+    chosen_all = pd.concat(chosen, ignore_index=True) if chosen else None
+    run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
+                "choose": choose_info}
+    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra, run_info, chosen_all)
     if plot_recall is not None:
         from stages import plots
 
         plots.recall_by_class(rows, table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
     if json:
-        typer.echo(jsonlib.dumps({"out": str(target), "table": table.to_dict(orient="records"),
-                                  "paired": [c.to_dict(orient="records") for c in comparisons]}, default=str))
+        typer.echo(jsonlib.dumps(lib.json_ready({
+            "out": str(target), "table": table.to_dict(orient="records"),
+            "paired": [c.to_dict(orient="records") for c in comparisons],
+            "chosen": [] if chosen_all is None else chosen_all.to_dict(orient="records"), **run_info})))
         return
-    view = Table(title=f"{name} ({split})", title_justify="left")
-    for col in ["variant", "n"] + [lib.SHORT[m] for m in lib.METRICS]:
-        view.add_column(col)
-    for _, r in table.iterrows():
-        view.add_row(r.variant, str(r.n), *[lib._pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in lib.METRICS])
     if not quiet():
-        Console(stderr=True).print(view)
+        _print_tables(name, split, table, comparisons, chosen_all)
     typer.echo(str(target))
+
+
+def _problems(col, split: str, unevaluated: bool = True) -> None:
+    for i in col.incomplete:
+        _warn(f"incomplete replicate left out: {i['variant']} seed {i['seed']} of run {i['run']} "
+              f"({i['stage']}: {i['path']} has no meta.json); fix: {i['fix']}")
+    if unevaluated and col.unevaluated:
+        names = ", ".join(f"{u['variant']} seed {u['seed']} of {u['run']}" for u in col.unevaluated)
+        runs = sorted({u["run"] for u in col.unevaluated})
+        _warn(f"trained but not evaluated on {split}, so not in the report: {names}; "
+              f"fix: {' ; '.join(f'climd evaluate --run {r} --split {split}' for r in runs)}")
+
+
+def _paired_warnings(comp) -> None:
+    from stages import stats
+
+    if comp.empty:
+        return
+    ref = comp.reference.iloc[0]
+    for _, r in comp[comp.n_dropped > 0].iterrows():
+        _warn(f"{r.variant} vs {ref}: replicates dropped (on one side only): {r.dropped}")
+    few = comp[comp.n_pairs < 2].variant.tolist()
+    if few:
+        _warn(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
+    mixed = comp[(comp.runs > 1) & (comp.n_pairs > comp.runs)]
+    if len(mixed):
+        _warn(f"vs {ref}: the pairs span several runs with several seeds per run; the Nadeau–Bengio correction "
+              "treats every (run, seed) as its own resplit, which understates the variance (one seed per run is exact)")
+    floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
+    for min_p, group in floor.groupby("wilcoxon_min_p_f1_macro"):
+        _warn(f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
+              f"(smallest attainable p with these pairs = 2/2^n = {min_p:.4g})")
+
+
+def _print_tables(name, split, table, comparisons, chosen) -> None:
+    from rich.table import Table
+
+    from stages import report_md as md
+
+    console = _console()
+    cols = md.metric_columns(table)
+    view = Table(title=f"{name} ({split})", title_justify="left")
+    for col in ["variant", "n"] + [md.SHORT[m] for m in cols]:
+        view.add_column(col, no_wrap=True)
+    for _, r in table.iterrows():
+        view.add_row(r.variant, str(r.n), *[md.pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in cols])
+    console.print(view)
+    if chosen is not None and len(chosen):
+        view = Table(title="chosen on validation, per replicate", title_justify="left")
+        for col in ("name", "replicate", "chosen", "validation score (%)"):
+            view.add_column(col, no_wrap=True)
+        for r in chosen.itertuples(index=False):
+            view.add_row(r.name, f"{r.run}/seed{r.seed}", r.chosen or "–", md.pm(r.valid_score, None))
+        console.print(view)
+    m = md.PRIMARY
+    for comp in comparisons:
+        if comp.empty:
+            continue
+        view = Table(title=f"vs {comp.reference.iloc[0]}: {md.test_sentence(comp)}", title_justify="left")
+        tests = set(comp.test)
+        tname = "corrected-t p" if tests == {"nadeau-bengio"} else "paired-t p" if tests == {"paired-t"} else "t p"
+        for col in ("variant", "pairs", f"Δ{md.SHORT[m]} [95% CI]", tname, "Wilcoxon p", "Holm p", "test"):
+            view.add_column(col, no_wrap=True)
+        for _, r in comp.iterrows():
+            view.add_row(r.variant, str(r.n_pairs), md.delta_ci(r, m), md.p(r[f"p_t_{m}"]),
+                         md.p(r[f"p_wilcoxon_{m}"]), md.p(r[f"p_holm_{m}"]), r.test)
+        console.print(view)
 
 
 SELECT_EPILOG = """
 Examples:
 
   climd select --run 'brca-val-s*' --candidates 'baseline,baseline+lr*' --param lr
-      -> prints the learning rate of the candidate with the best mean validation macro-F1
+      -> prints the learning rate of the candidate with the best MEAN validation macro-F1 over replicates
+
+  climd select --run 'brca-s*' --candidates 'climd*' --per-replicate
+      -> one line per replicate: RUN<TAB>SEED<TAB>the candidate with the best validation macro-F1 there
 
   climd select --run 'brca-val-s*' --candidates 'climd,climd+lr*' --record results/brca/selection.json --name climd
 
-Choices are made on the validation split (climd encode --val-fraction), never on the test set.
+Without --per-replicate, ONE candidate is chosen for all replicates by its mean over replicates. To
+report the test metrics of a per-replicate choice, use `climd report --choose`. Choices are made on
+the validation split (climd encode --val-fraction), never on the test set.
 """
 
 
@@ -91,33 +221,60 @@ Choices are made on the validation split (climd encode --val-fraction), never on
 def select(
     run: Annotated[list[str], typer.Option("--run", "-r", help="Validation run(s); wildcards allowed.")],
     candidates: Annotated[list[str], typer.Option(help="Comma-separated variant names or patterns, in priority order (ties go to the earlier). Repeat for several independent choices: one winner per line.")],
-    metric: Annotated[str, typer.Option(help="Mean of this metric over replicates decides.")] = "f1_macro",
-    split: Annotated[str, typer.Option(help="Split the candidates were evaluated on.")] = "valid",
+    metric: Annotated[str, typer.Option(help="This validation metric decides: its mean over replicates, or per replicate with --per-replicate.")] = "f1_macro",
+    split: Annotated[str, typer.Option(help="Split the candidates were evaluated on (valid; choosing on test is not honest).")] = "valid",
+    per_replicate: Annotated[bool, typer.Option("--per-replicate", help="One choice per replicate (run, seed) instead of one by the mean over replicates.")] = False,
     param: Annotated[Optional[str], typer.Option(help="Print this training parameter of the winner (e.g. lr) instead of its name.")] = None,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Choose without incomplete replicates (named) instead of stopping.")] = False,
     record: Annotated[Optional[Path], typer.Option(help="JSON file collecting every choice (for the report).")] = None,
     name: Annotated[Optional[list[str]], typer.Option(help="Key of each choice in --record (default: its first candidate).")] = None,
     cache_dir: CacheOpt = None,
 ):
-    """Choose among variants on the validation split; prints the winner (for scripts)."""
+    """Choose among variants on the validation split, by the mean over replicates (or --per-replicate); prints the winner."""
+    from stages import choose as chooser
     from stages import report as lib
-    from stages import train as train_stage
     from stages.errors import UsageError
     from stages.store import default_cache_dir
 
     if name and len(name) != len(candidates):
         raise UsageError("give one --name per --candidates")
+    if split == "test":
+        err.print("[bold red]WARNING: choosing on the test split is not honest[/]: the winner's test score is then "
+                  "biased upward and no longer estimates performance on new data. Choose on --split valid.",
+                  highlight=False)
     stores = lib.expand_runs(cache_dir or default_cache_dir(), run)
-    rows = lib.collect(stores, split)
+    col = lib.collect(stores, split, allow_incomplete)
+    _problems(col, split, unevaluated=False)
+    rows = col.rows
     for i, group in enumerate(candidates):
-        best, table = lib.select(rows, group.split(","), metric)
-        value = best
-        if param is not None:
-            store, seed = next((s, int(sd)) for s in stores for v, sd in rows[rows.run == s.run][["variant", "seed"]].to_numpy() if v == best)
-            value = store.read(train_stage.artifact_name(best, seed)).params.get(param)
-        for _, r in table.iterrows():
-            info(f"  {'*' if r.variant == best else ' '} {r.variant}: {metric} {r['mean']:.4f} ± {r['std']:.4f} (n={int(r['count'])})")
+        patterns = group.split(",")
+        key = name[i] if name else patterns[0]
+        entry = {"metric": metric, "split": split, "runs": sorted({s.run for s in stores})}
+        if per_replicate:
+            picks, warnings = chooser.per_replicate(rows, rows.iloc[0:0], key, patterns, metric)
+            for w in warnings:
+                if "no test evaluation" not in w:
+                    _warn(w)
+            for r in picks.itertuples(index=False):
+                info(f"  {r.run}/seed{r.seed}: {r.chosen} ({metric} {r.valid_score:.4f} on {split})")
+                value = r.chosen if param is None or r.chosen is None else _param(stores, r.run, r.chosen, r.seed, param)
+                typer.echo(f"{r.run}\t{r.seed}\t{value}")
+            entry["per_replicate"] = picks.drop(columns=["has_test"]).to_dict(orient="records")
+        else:
+            best, table = chooser.by_mean(rows, patterns, metric)
+            for _, r in table.iterrows():
+                info(f"  {'*' if r.variant == best else ' '} {r.variant}: mean {metric} over replicates "
+                     f"{r['mean']:.4f} ± {r['std']:.4f} (n={int(r['count'])})")
+            seed_run = rows[rows.variant == best][["run", "seed"]].iloc[0]
+            typer.echo(str(best if param is None else _param(stores, seed_run.run, best, int(seed_run.seed), param)))
+            entry.update(chosen=best, candidates={r.variant: {"mean": r["mean"], "std": r["std"], "n": int(r["count"])}
+                                                  for _, r in table.iterrows()})
         if record is not None:
-            lib.record_selection(record, name[i] if name else group.split(",")[0], {
-                "chosen": best, "metric": metric, "split": split, "runs": sorted({s.run for s in stores}),
-                "candidates": {r.variant: {"mean": r["mean"], "std": r["std"], "n": int(r["count"])} for _, r in table.iterrows()}})
-        typer.echo(str(value))
+            lib.record_selection(record, key, lib.json_ready(entry))
+
+
+def _param(stores, run: str, variant: str, seed: int, param: str):
+    from stages import train as train_stage
+
+    store = next(s for s in stores if s.run == run)
+    return store.read(train_stage.artifact_name(variant, seed)).params.get(param)

@@ -1,6 +1,9 @@
 """Test-set metrics, all from scikit-learn: the paper's three (accuracy, weighted F1, macro F1)
 plus balanced accuracy, macro one-vs-rest AUC, per-class recall, the confusion matrix and, for two
-classes, sensitivity and specificity (class 1 positive)."""
+classes, sensitivity and specificity: the recall of the positive class and of the other one. The
+positive class is ``positive`` (an index), class 1 when not given; ``positive_class`` names it.
+``climd report`` recomputes both from the per-class recalls with its own positive class (default:
+the training minority)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +11,7 @@ import numpy as np
 HEADLINE = ["accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auc_macro"]
 
 
-def compute(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
+def compute(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], positive: int | None = None) -> dict:
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                                  recall_score)
 
@@ -28,8 +31,10 @@ def compute(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> di
     }
     if len(class_names) == 2:
         cm = np.array(out["confusion_matrix"])
-        out["sensitivity"] = float(cm[1, 1] / max(cm[1].sum(), 1))
-        out["specificity"] = float(cm[0, 0] / max(cm[0].sum(), 1))
+        pos = 1 if positive is None else int(positive)
+        out["positive_class"] = class_names[pos]
+        out["sensitivity"] = float(cm[pos, pos] / max(cm[pos].sum(), 1))
+        out["specificity"] = float(cm[1 - pos, 1 - pos] / max(cm[1 - pos].sum(), 1))
     return out
 
 
