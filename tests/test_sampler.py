@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from stages import features, order
 from stages.errors import DataError, MissingArtifactError, StaleArtifactError, UsageError
 from stages.sampler import CurriculumBatchSampler, CurriculumSampler
+
 from . import datagen
 from .conftest import ROOT
 
@@ -141,6 +142,7 @@ def test_ids_with_spaces_are_read_by_line(tmp_path):
     for args in (["score", "--probe-epochs", "5"], ["fit-dist"], ["schedule", "--epochs", "3"]):
         _climd(cache_dir, args[0], "--run", "m", *args[1:])
     s = CurriculumSampler.from_run("m", cache_dir=cache_dir)
+    assert s.subset(3) == _lines(cache_dir / "m" / "schedule" / "epoch_0003.txt")
     assert all(i.startswith("patient s ") for i in s.subset(3)) and len(s.subset(3)) == 20
     s.set_epoch(3)
     assert sorted(s.train_ids_[list(s)]) == sorted(s.subset(3))
