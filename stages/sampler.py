@@ -69,12 +69,13 @@ class _ScheduleSampler:
         """The schedule artifact ``schedule`` (``schedule``, ``schedule.<pacing>`` or
         ``schedule.<tag>``) of run ``run`` in ``cache_dir`` (default: ``$CLIMD_CACHE`` or ``./cache``).
         ``params`` are the constructor's keyword arguments."""
+        store = RunStore(cache_dir, run)
         check_name(schedule, "schedule artifact name")
         if schedule.split(".")[0] != SCHEDULE_STAGE:
             raise UsageError(f"{schedule!r} is not a schedule artifact name",
-                             fix="use 'schedule', 'schedule.<pacing>' or 'schedule.<tag>' "
-                                 f"(`climd inspect --run {run}` lists them)")
-        return cls._from_store(RunStore(cache_dir, run), schedule, **params)
+                             fix=f"use 'schedule', 'schedule.<pacing>' or 'schedule.<tag>' (the schedule* "
+                                 f"folders in {store.root})")
+        return cls._from_store(store, schedule, **params)
 
     @classmethod
     def from_artifact(cls, path: Path | str, **params):
@@ -102,7 +103,7 @@ class _ScheduleSampler:
     # -- checks ----------------------------------------------------------------------------------
     def _validate(self) -> None:
         check_choices((self.first_epoch, FIRST_EPOCH, "first_epoch"))
-        if int(self.finish_epochs) != self.finish_epochs or self.finish_epochs < 0:
+        if not isinstance(self.finish_epochs, (int, np.integer)) or self.finish_epochs < 0:
             raise UsageError(f"finish_epochs={self.finish_epochs!r} is not an integer >= 0",
                              fix="pass the --finish-epochs of the climd training to reproduce (default 0)")
         if len(self.subsets) == 0:
@@ -272,7 +273,7 @@ class CurriculumBatchSampler(_ScheduleSampler):
                  budget: str = "epochs", drop_last: bool = False, seed: int = 0, finish_epochs: int = 0,
                  ids: Sequence | None = None, first_epoch: int = 1):
         check_choices((budget, BUDGETS, "budget"))
-        if int(batch_size) != batch_size or batch_size < 1:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UsageError(f"batch_size={batch_size!r} is not an integer >= 1",
                              fix="pass the --batch-size of the climd training to reproduce (default 32)")
         self.batch_size, self.budget, self.drop_last = int(batch_size), budget, bool(drop_last)
