@@ -66,4 +66,12 @@ _register()
 
 
 def main():
+    import os
+
+    dump = os.environ.get("CLIMD_DEBUG_MODULES")   # test hook: which modules a command imported
+    if dump:
+        import atexit
+        import sys
+
+        atexit.register(lambda: open(dump, "w").write("\n".join(sorted(sys.modules)) + "\n"))
     app()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import features, metrics, reference, train
-from .atomic import atomic_write_json
+from . import features, metrics, reference, tables, train
+from .atomic import atomic_write_json, atomic_write_text
 from .errors import DataError, UsageError
 from .store import Artifact, RunStore
 
@@ -45,16 +45,13 @@ def _write(out, trained: Artifact, enc: Artifact, split: str) -> dict:
     if len(rows) == 0:
         raise DataError(f"the data of this run has no {split!r} split",
                         fix="rerun `climd encode` with --val-fraction" if split == "valid" else None)
-    import pandas as pd
-
     proba = predict(trained, feats, rows)
     y = feats.labels[rows]
     result = metrics.compute(y, proba, feats.class_names)
-    table = pd.DataFrame({"id": feats.ids[rows], "true": [feats.class_names[c] for c in y],
-                          "pred": [feats.class_names[c] for c in proba.argmax(1)]})
-    for c, name in enumerate(feats.class_names):
-        table[f"p_{name}"] = proba[:, c]
-    table.to_csv(out / "predictions.csv", index=False, float_format="%.8g")
+    table = {"id": feats.ids[rows], "true": [feats.class_names[c] for c in y],
+             "pred": [feats.class_names[c] for c in proba.argmax(1)],
+             **{f"p_{name}": proba[:, c] for c, name in enumerate(feats.class_names)}}
+    atomic_write_text(out / "predictions.csv", tables.to_csv(table, "%.8g"))
     atomic_write_json(out / "metrics.json", result)
     return {k: result[k] for k in metrics.HEADLINE} | {"split": split, "n": result["n"]}
 

@@ -50,10 +50,10 @@ def combine(phi: np.ndarray, psi_mean: np.ndarray, measure: str = "both", how: s
     if how == "zscore":
         return _z(phi) + _z(psi_mean)
     if how == "rank":
-        from scipy.stats import rankdata
+        from .tables import ranks
 
         n = len(phi)
-        return (rankdata(phi) + rankdata(psi_mean)) / (2 * n)
+        return (ranks(phi) + ranks(psi_mean)) / (2 * n)
     raise ValueError(f"unknown combine {how!r}")
 
 

@@ -9,8 +9,6 @@ baselines order the whole training set easy->hard (ignoring classes) and take a 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from . import fit_dist, pacing, score
@@ -18,8 +16,6 @@ from .atomic import atomic_write_json
 from .errors import UsageError, check_choices
 from .store import Artifact, RunStore
 
-if TYPE_CHECKING:
-    import pandas as pd
 
 STAGE, VERSION = "schedule", 1
 FILE = "schedule.json"
@@ -82,25 +78,26 @@ def _write(out, scored: Artifact, dist: dict | None, opts: ScheduleOptions) -> d
     return plan["summary"]
 
 
-def class_order(table: pd.DataFrame, n_classes: int, order: str, seed: int) -> list[np.ndarray]:
+def class_order(table: dict, n_classes: int, order: str, seed: int) -> list[np.ndarray]:
     """Ids of each class, easy->hard (or a seeded random order)."""
     rng = np.random.default_rng(seed)
     out = []
     for c in range(n_classes):
-        rows = table[table["label"] == c].sort_values("order_in_class", kind="stable")
-        ids = rows["id"].to_numpy(dtype=object)
+        rows = np.flatnonzero(table["label"] == c)
+        rows = rows[np.argsort(table["order_in_class"][rows], kind="stable")]
+        ids = table["id"][rows]
         out.append(rng.permutation(ids) if order == "random" else ids)
     return out
 
 
-def global_order(table: pd.DataFrame, easy: str, order: str, seed: int) -> np.ndarray:
+def global_order(table: dict, easy: str, order: str, seed: int) -> np.ndarray:
     if order == "random":
-        return np.random.default_rng(seed).permutation(table["id"].to_numpy(dtype=object))
-    key = -table["r"].to_numpy() if easy == "high" else table["r"].to_numpy()
-    return table["id"].to_numpy(dtype=object)[np.argsort(key, kind="stable")]
+        return np.random.default_rng(seed).permutation(table["id"])
+    key = -table["r"] if easy == "high" else table["r"]
+    return table["id"][np.argsort(key, kind="stable")]
 
 
-def build_plan(table: pd.DataFrame, names: list[str], easy: str, dist: dict | None, opts: ScheduleOptions) -> dict:
+def build_plan(table: dict, names: list[str], easy: str, dist: dict | None, opts: ScheduleOptions) -> dict:
     counts = np.bincount(table["label"], minlength=len(names))
     if opts.pacing == "climd":
         ids, epochs = _climd(table, names, counts, dist, opts)
@@ -116,9 +113,9 @@ def build_plan(table: pd.DataFrame, names: list[str], easy: str, dist: dict | No
         "pacing": opts.pacing, "epochs": opts.epochs, "n_train": int(counts.sum()),
         "classes": names, "class_counts": counts.tolist(),
         "first_epoch": epochs[0]["counts"], "last_epoch": epochs[-1]["counts"],
-        "last_epoch_is_full_set": len(ids[-1]) == len(table) and set(ids[-1]) == set(table["id"]),
+        "last_epoch_is_full_set": len(ids[-1]) == len(table["id"]) and set(ids[-1]) == set(table["id"]),
         "samples_over_all_epochs": int(sum(len(e) for e in ids)),
-        "never_scheduled": int(len(table) - len(used)),
+        "never_scheduled": int(len(table["id"]) - len(used)),
         "epochs_with_an_empty_class": [r["t"] for r, c in zip(epochs, per_class) if (c == 0).any()],
         "alpha_T": None if dist is None else dist["alpha_T"],
     }

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import features, measures
+from . import features, measures, tables
+from .atomic import atomic_write_text
 from .errors import DataError, UsageError, check_choices
 from .probes import HEADS, ProbeOptions, fit_predict
 from .store import Artifact, RunStore
-
-if TYPE_CHECKING:   # pandas costs ~0.5 s at start-up; the reuse path never needs it
-    import pandas as pd
 
 STAGE, VERSION = "score", 1
 FILE = "scores.csv"
@@ -57,13 +54,12 @@ def run(store: RunStore, opts: ScoreOptions, tag: str | None = None, force: bool
 def _write(out, enc: Artifact, opts: ScoreOptions) -> dict:
     feats = features.read(enc.file(features.FILE))
     table, summary = compute(feats, opts)
-    table.to_csv(out / FILE, index=False, float_format="%.8g")
+    atomic_write_text(out / FILE, tables.to_csv(table, "%.8g"))
     return summary
 
 
-def compute(feats: features.Features, opts: ScoreOptions) -> tuple[pd.DataFrame, dict]:
-    import pandas as pd
-
+def compute(feats: features.Features, opts: ScoreOptions) -> tuple[dict, dict]:
+    """The scores table (columns as arrays) and the summary of the score artifact."""
     train = feats.indices("train")
     y = feats.labels[train]
     xs = {m: x[train].astype(np.float64) for m, x in feats.modalities.items()}
@@ -76,10 +72,10 @@ def compute(feats: features.Features, opts: ScoreOptions) -> tuple[pd.DataFrame,
     phi = measures.inter_complementarity([F[m] for m in mods])
     r = measures.combine(phi, psi_mean, opts.measure, opts.combine)
     order = measures.easy_to_hard(r, y, opts.easy)
-    table = pd.DataFrame({"id": feats.ids[train], "label": y,
-                          "class": [feats.class_names[c] for c in y], "fold": fold,
-                          **{f"psi_{m}": psi[m] for m in mods}, "psi_mean": psi_mean, "phi": phi,
-                          "r": r, "order_in_class": order})
+    table = {"id": feats.ids[train], "label": y,
+             "class": np.array([feats.class_names[c] for c in y], dtype=object), "fold": fold,
+             **{f"psi_{m}": psi[m] for m in mods}, "psi_mean": psi_mean, "phi": phi,
+             "r": r, "order_in_class": order}
     accuracy = {m: round(float((logp[m].argmax(1) == y).mean()), 4) for m in mods}
     return table, _summary(table, opts, accuracy, feats.class_names)
 
@@ -108,24 +104,24 @@ def _probe_outputs(xs, y, n_classes, opts: ScoreOptions, class_names):
     return logp, F, fold
 
 
-def _summary(table: pd.DataFrame, opts: ScoreOptions, accuracy: dict, class_names: list[str]) -> dict:
-    from scipy.stats import spearmanr
-
+def _summary(table: dict, opts: ScoreOptions, accuracy: dict, class_names: list[str]) -> dict:
     def rho(a, b):
-        value = spearmanr(table[a], table[b]).statistic
-        return None if np.isnan(value) else round(float(value), 4)
+        value = tables.spearman(table[a], table[b])
+        return None if np.isnan(value) else round(value, 4)
 
     stats = {col: {"min": float(table[col].min()), "max": float(table[col].max()),
-                   "std": float(table[col].std())} for col in ("psi_mean", "phi", "r")}
-    return {"n_train": len(table), "class_names": class_names, "folds": opts.folds, "measure": opts.measure, "combine": opts.combine,
-            "easy": opts.easy, "spearman_r_phi": rho("r", "phi"), "spearman_r_psi": rho("r", "psi_mean"),
-            "stats": stats, "probe_accuracy": accuracy,
+                   "std": float(np.std(table[col], ddof=1)) if len(table[col]) > 1 else float("nan")}
+             for col in ("psi_mean", "phi", "r")}
+    by_class = {name: round(float(table["r"][table["class"] == name].mean()), 4)
+                for name in dict.fromkeys(table["class"].tolist())}
+    return {"n_train": len(table["id"]), "class_names": class_names, "folds": opts.folds, "measure": opts.measure,
+            "combine": opts.combine, "easy": opts.easy, "spearman_r_phi": rho("r", "phi"),
+            "spearman_r_psi": rho("r", "psi_mean"), "stats": stats, "probe_accuracy": accuracy,
             "probe_accuracy_is": "in-sample" if opts.folds == 1 else "out-of-fold",
-            "mean_r_by_class": table.groupby("class", sort=False)["r"].mean().round(4).to_dict()}
+            "mean_r_by_class": by_class}
 
 
-def load_order(artifact: Artifact) -> pd.DataFrame:
-    """scores.csv of a score artifact, with the easy->hard position per class."""
-    import pandas as pd
-
-    return pd.read_csv(artifact.file(FILE), dtype={"id": str})
+def load_order(artifact: Artifact) -> dict:
+    """scores.csv of a score artifact (columns as arrays), with the easy->hard position per class."""
+    return tables.read_csv(artifact.file(FILE), {"id": str, "label": int, "fold": int, "order_in_class": int,
+                                                 "r": float, "phi": float, "psi_mean": float})
