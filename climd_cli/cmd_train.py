@@ -79,6 +79,7 @@ def train(
     ldam_max_margin: Annotated[float, typer.Option(help="LDAM: the largest class margin.", rich_help_panel=IMB)] = 0.5,
     ldam_scale: Annotated[float, typer.Option(help="LDAM: logit scale s (the authors' 30 assumes a cosine classifier).", rich_help_panel=IMB)] = 1.0,
     drw_start: Annotated[float, typer.Option(help="LDAM-DRW: re-weighting starts after this fraction of the epochs.", rich_help_panel=IMB)] = 0.8,
+    drw_beta: Annotated[float, typer.Option(help="LDAM-DRW: beta of the deferred class-balanced weights.", rich_help_panel=IMB)] = 0.9999,
     cb_beta: Annotated[float, typer.Option(help="Class-balanced loss beta (effective number of samples).", rich_help_panel=IMB)] = 0.9999,
     resample: Annotated[str, typer.Option(help="none | undersample | smote | vae (training split, before training; needs --curriculum none).", rich_help_panel=IMB)] = "none",
     select: Annotated[str, typer.Option(help="Which weights to keep: last (the final epoch) | best-valid (best epoch on the validation split; never the test split).", rich_help_panel=OPT)] = "last",
@@ -113,7 +114,7 @@ def train(
                                   schedule_tag=schedule_tag, epochs=epochs, lr=value, weight_decay=weight_decay,
                                   batch_size=size, lr_step=lr_step, lr_gamma=lr_gamma, loss=loss,
                                   focal_gamma=focal_gamma, la_tau=la_tau, ldam_max_margin=ldam_max_margin,
-                                  ldam_scale=ldam_scale, drw_start=drw_start, cb_beta=cb_beta, resample=resample,
+                                  ldam_scale=ldam_scale, drw_start=drw_start, drw_beta=drw_beta, cb_beta=cb_beta, resample=resample,
                                   budget=budget, finish_epochs=finish_epochs, select=select,
                                   select_metric=select_metric, device=device)
                for value in _floats(lr, "--lr")]
@@ -170,6 +171,8 @@ def evaluate(
     variant: Annotated[Optional[str], typer.Option(help="Only this variant (default: all trained).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Only this seed.")] = None,
     split: Annotated[str, typer.Option(help="test | valid.")] = "test",
+    allow_incomplete: Annotated[bool, typer.Option(help="Exit 0 even when some trainings are incomplete (they are still named).")] = False,
+    threads: ThreadsOpt = None,
     cache_dir: CacheOpt = None,
     force: ForceOpt = False,
     json: JsonOpt = False,
@@ -178,14 +181,18 @@ def evaluate(
     import json as jsonlib
 
     from stages import evaluate as stage
-
+    from stages.errors import MissingArtifactError, StaleArtifactError
     from stages.store import expand_runs
 
-    todo = [(st, v, s) for st in expand_runs(cache_dir, run) for v, s in stage.trained_variants(st)
-            if (variant is None or v == variant) and (seed is None or s == seed)]
-    if not todo:
-        from stages.errors import MissingArtifactError
+    def wanted(name: str) -> bool:                  # "train/<variant>/seed<k>"
+        parts = name.split("/")
+        s = parts[2].removeprefix("seed") if len(parts) == 3 else ""
+        return (variant is None or parts[1] == variant) and (seed is None or (s.isdigit() and int(s) == seed))
 
+    stores = expand_runs(cache_dir, run)
+    todo = [(st, v, s) for st in stores for v, s in stage.trained_variants(st) if wanted(f"train/{v}/seed{s}")]
+    broken = [(st, e) for st in stores for e in stage.incomplete_trainings(st) if wanted(e.name)]
+    if not todo and not broken:
         raise MissingArtifactError(f"no trained model in run {run!r}" + (f" for variant {variant!r}" if variant else ""),
                                    fix=f"run `climd train --run {run}` first")
     results = []
@@ -199,3 +206,11 @@ def evaluate(
             typer.echo(str(artifact.path))
     if json:
         typer.echo(jsonlib.dumps(results, default=str))
+    if broken:
+        names = "; ".join(f"{st.run}/{e.name}: {e.message}" for st, e in broken)
+        if not allow_incomplete:
+            raise StaleArtifactError(f"{len(broken)} training(s) are incomplete and were not evaluated: {names}",
+                                     fix=(broken[0][1].fix or "finish or retrain them") + " (or --allow-incomplete)")
+        from .common import err
+
+        err.print(f"[yellow]warning:[/] {len(broken)} training(s) not evaluated: {names}", highlight=False)

@@ -30,6 +30,12 @@ def run(store: RunStore, variant: str, seed: int, split: str = "test", force: bo
                        lambda out: _write(out, trained, enc, split), force=force)
 
 
+def incomplete_trainings(store: RunStore) -> list:
+    """Train folders that are not complete artifacts (killed, still running, or with a damaged
+    meta.json): the StaleArtifactError explaining each, its ``.name`` the artifact name."""
+    return [item for item in store.scan("train") if not isinstance(item, Artifact)]
+
+
 def trained_variants(store: RunStore) -> list[tuple[str, int]]:
     """(variant, seed) of every complete train artifact of the run."""
     out = []

@@ -312,3 +312,27 @@ def test_vae_oversampler_balances_and_is_seeded():
     b, _ = resample.VAEOverSampler(epochs=100, random_state=1).fit_resample(X, y)
     assert np.bincount(ya).tolist() == [40, 40] and np.allclose(a, b)
     assert abs(a[48:, 0].mean() - 5) < 1.5          # generated minority samples near the minority
+
+
+def test_evaluate_names_incomplete_trainings_and_evaluates_the_rest(cli, ros):
+    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "2", "--seeds", "0-2")
+    (ros / "train" / "baseline" / "seed1" / "meta.json").unlink()            # as if killed
+    (ros / "train" / "baseline" / "seed2" / "meta.json").write_text("[]")     # a damaged meta.json
+    r = cli("evaluate", "--run", "ros")
+    assert r.exit_code == 5 and "Traceback" not in r.output
+    assert "train/baseline/seed1" in r.stderr and "train/baseline/seed2" in r.stderr and "malformed" in r.stderr
+    assert (ros / "eval-test" / "baseline" / "seed0" / "metrics.json").exists()
+    r = cli("evaluate", "--run", "ros", "--allow-incomplete")
+    assert r.exit_code == 0 and "seed1" in r.stderr
+    assert cli("evaluate", "--run", "ros", "--seed", "0").exit_code == 0
+
+
+@pytest.mark.parametrize("loss", ["logit-adjusted", "balanced-softmax", "ldam-drw", "cb"])
+def test_new_imbalance_losses_train_with_and_without_the_curriculum(cli, ros, loss):
+    for curriculum in ("climd", "none"):
+        r = cli("train", "--run", "ros", "--curriculum", curriculum, "--epochs", "12", "--loss", loss,
+                "--seeds", "0-1", "--json")
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert all(np.isfinite(o["summary"]["final_loss"]) for o in out)
+        assert len({o["variant"] for o in out}) == 1 and out[0]["variant"] != ("climd" if curriculum == "climd" else "baseline")
