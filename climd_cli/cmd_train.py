@@ -87,7 +87,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Training seed.", rich_help_panel=SEEDS)] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 0-9 (trained together; overrides --seed).", rich_help_panel=SEEDS)] = None,
     seed_from_env: Annotated[Optional[str], typer.Option(help="Read the seed from this variable (e.g. SLURM_ARRAY_TASK_ID).", rich_help_panel=SEEDS)] = None,
-    jobs: Annotated[int, typer.Option(help="Worker processes (one thread each) sharing the replicas; 1 = all in this process.", rich_help_panel=PERF)] = 1,
+    jobs: Annotated[str, typer.Option(help="Worker processes sharing the replicas, each with an equal share of the CPUs: auto (one per 4 replicas, at most one per CPU) | N | 1 (all in this process).", rich_help_panel=PERF)] = "auto",
     threads: ThreadsOpt = None,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (0: only by time).", rich_help_panel=PERF)] = 0,
     checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one (and on SIGTERM/Ctrl-C).", rich_help_panel=PERF)] = 60.0,
@@ -107,8 +107,11 @@ def train(
 
     if seeds and seed_from_env:
         raise UsageError("--seeds and --seed-from-env both choose the seeds", fix="give one of them")
-    if jobs < 1 or checkpoint_every < 0 or checkpoint_seconds <= 0:
-        raise UsageError("--jobs must be >= 1, --checkpoint-every >= 0 and --checkpoint-seconds > 0")
+    if checkpoint_every < 0 or checkpoint_seconds <= 0:
+        raise UsageError("--checkpoint-every must be >= 0 and --checkpoint-seconds > 0")
+    n_jobs = None if jobs == "auto" else (int(jobs) if jobs.isdigit() and int(jobs) >= 1 else None)
+    if jobs != "auto" and n_jobs is None:
+        raise UsageError(f"--jobs {jobs!r}", fix="use auto or a number >= 1")
     size = _batch_size(batch_size)
     configs = [stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
                                   schedule_tag=schedule_tag, epochs=epochs, lr=value, weight_decay=weight_decay,
@@ -122,11 +125,11 @@ def train(
 
     def command_for(run_name: str, opts, s: int) -> str:
         return command_line({"run": run_name, "lr": f"{opts.lr:g}", "seed": s, "seeds": None, "seed_from_env": None,
-                             "jobs": 1})
+                             "jobs": "auto"})
 
     from stages import progress
 
-    results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, jobs,
+    results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, n_jobs,
                               Cadence(checkpoint_every, checkpoint_seconds), command_for,
                               progress.task if progress.enabled() else None)
     for r in results:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checkpoint, order
+from . import checkpoint, losses, order
 from .errors import InterruptedRun, StaleArtifactError
 from .replicas import Replica, batch_size, epoch_steps, finish, pool
 
@@ -110,7 +110,7 @@ class Group:
     def __init__(self, members: list[Replica], device: str, cadence: Cadence, signals: _Signals, progress):
         import torch
 
-        from . import losses, models
+        from . import models
         from .optim import FlatAdam
 
         self.members, self.device, self.cadence, self.signals = members, device, cadence, signals
@@ -141,6 +141,7 @@ class Group:
         by_loss: dict = {}
         for r, m in enumerate(members):
             by_loss.setdefault(m.opts.loss_options(), []).append(r)
+        self.plain_ce = list(by_loss) == [losses.LossOptions()]
         for lopts, rows in by_loss.items():
             counts = np.stack([members[r].unit.full_counts for r in rows])
             fn = losses.make_batched(lopts, counts, first.total_epochs, device)
@@ -157,17 +158,18 @@ class Group:
                 units.append(m.unit)
         self.n_max = max(u.n for u in units)
         widths = {k: int(np.prod(self.unit0.shapes[k])) for k in self.used}
+        ones = 1 if self.model.ones_column else 0
         self.columns, start = {}, 0
         for k in self.used:
-            self.columns[k] = (start, start + widths[k])
-            start += widths[k]
-        X = np.zeros((len(units) * self.n_max, start), dtype=np.float32)
+            self.columns[k] = (start, start + widths[k] + ones)
+            start += widths[k] + 1                      # every input is followed by a column of ones
+        X = np.ones((len(units) * self.n_max, start), dtype=np.float32)
         Y = np.zeros(len(units) * self.n_max, dtype=np.int64)
         for u, unit in enumerate(units):
             rows = slice(u * self.n_max, u * self.n_max + unit.n)
             for k in self.used:
-                a, b = self.columns[k]
-                X[rows, a:b] = unit.inputs[k].reshape(unit.n, -1)
+                a = self.columns[k][0]
+                X[rows, a:a + widths[k]] = unit.inputs[k].reshape(unit.n, -1)
             Y[rows] = unit.y
         self.X = torch.as_tensor(X, device=self.device)
         self.Y = torch.as_tensor(Y, device=self.device)
@@ -211,7 +213,8 @@ class Group:
         self.sites = [(s.name, sum(t.width for t in sites[:i]), s.width) for i, s in enumerate(sites)]
         self.width = sum(s.width for s in sites)
         p_cols = np.concatenate([np.full(s.width, s.p) for s in sites]) if sites else np.zeros(0)
-        self.threshold = np.ceil(p_cols * 2.0 ** 32).astype(np.uint64)   # keep when bits >= p * 2^32
+        # keep a unit when its 32 random bits >= p * 2^32 (p < 1, so the threshold fits in 32 bits)
+        self.threshold = np.minimum(np.ceil(p_cols * 2.0 ** 32), 2.0 ** 32 - 1).astype(np.uint32)
         self.scale = torch.as_tensor(1.0 / (1.0 - p_cols), dtype=torch.float32, device=self.device)
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -269,21 +272,24 @@ class Group:
                 plans.append(order.epoch_batches(gen, pools[r], bs, steps_full if m.opts.budget == "steps" else None))
         sizes = [len(b) for b in plans[0]]
         rows = np.stack([np.concatenate(p) for p in plans]) + self.offset[:, None]
-        rows_t = torch.as_tensor(rows, device=self.device)
-        masks = self._masks(rows.shape[1], torch)
+        flat_rows = torch.as_tensor(rows.reshape(-1), device=self.device)
+        n_rows = rows.shape[1]
+        # the whole epoch's batches gathered once; each step takes a slice (no per-step gathers)
+        x_epoch = self.X.index_select(0, flat_rows).view(R, n_rows, -1)
+        y_epoch = self.Y.index_select(0, flat_rows).view(R, n_rows)
+        masks = self._masks(n_rows, torch)
         acc = torch.zeros(R, dtype=torch.float64, device=self.device)
         aux_acc: dict = {}
         self.model.train_mode(True)
         pos = 0
         for size in sizes:
-            idx = rows_t[:, pos:pos + size]
-            flat_idx = idx.reshape(-1)
-            xb_all = self.X.index_select(0, flat_idx).view(R, size, -1)
-            x = {k: xb_all[:, :, a:b].reshape(R, size, *self.unit0.shapes[k]) for k, (a, b) in self.columns.items()}
-            y = self.Y.index_select(0, flat_idx).view(R, size)
+            xb_all = x_epoch[:, pos:pos + size]
+            x = {k: (xb_all[:, :, a:b] if self.model.ones_column else
+                     xb_all[:, :, a:b].reshape(R, size, *self.unit0.shapes[k])) for k, (a, b) in self.columns.items()}
+            y = y_epoch[:, pos:pos + size]
             noise = None
             if masks is not None:
-                block = masks[:, pos:pos + size] * self.scale
+                block = masks[:, pos:pos + size]
                 noise = {name: block[:, :, a:a + w] for name, a, w in self.sites}
             total_loss, aux = self._step(x, y, noise, epoch, torch)
             acc += total_loss.detach().double() * size
@@ -310,9 +316,13 @@ class Group:
         if self.model.manual_backward:
             with torch.no_grad():
                 logits, cache = self.model.forward_train(self.params, x, noise)
-            logits.requires_grad_(True)
-            per = self._loss(logits, y, epoch, torch)
-            (dlogits,) = torch.autograd.grad(per.sum(), logits)
+            if self.plain_ce:
+                with torch.no_grad():
+                    per, dlogits = losses.ce_value_and_grad(logits, y)
+            else:
+                logits.requires_grad_(True)
+                per = self._loss(logits, y, epoch, torch)
+                (dlogits,) = torch.autograd.grad(per.sum(), logits)
             with torch.no_grad():
                 self.model.backward(self.params, cache, dlogits, self.model.grad_views)
             aux = {}
@@ -337,7 +347,8 @@ class Group:
         return per
 
     def _masks(self, n_rows: int, torch):
-        """Dropout keep-masks of this epoch: each replica's bits from its own noise stream."""
+        """Scaled dropout keep-masks of this epoch [R, rows, width]: each replica's bits from its own
+        noise stream, kept when bits >= p * 2^32, scaled by 1 / (1 - p)."""
         if not self.width:
             return None
         keep = np.empty((self.R, n_rows, self.width), dtype=bool)
@@ -345,7 +356,7 @@ class Group:
         for r in range(self.R):
             bits = self.rng[r]["noise"].bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
             keep[r] = bits.reshape(n_rows, self.width) >= self.threshold
-        return torch.as_tensor(keep, device=self.device)
+        return torch.as_tensor(keep, device=self.device) * self.scale
 
     # -- selection, checkpoints, the end ------------------------------------------------------------
     def _select(self, epoch: int, torch) -> None:

@@ -141,11 +141,12 @@ def run(store: RunStore, opts: TrainOptions, seed: int, variant: str | None = No
     return result["artifact"], result["reused"]
 
 
-def run_many(tasks: list[tuple], force: bool = False, jobs: int = 1, cadence=None, commands=None,
+def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cadence=None, commands=None,
              progress=None) -> list[dict]:
     """Train every (store, options, seed, variant) task: reused artifacts are skipped, scikit-learn
-    references fitted directly, the rest trained by the batched engine (in ``jobs`` processes)."""
-    from . import engine
+    references fitted directly, the rest trained by the batched engine, in ``jobs`` processes
+    (None: as many as :func:`stages.workers.auto_jobs` finds worth it)."""
+    from . import engine, threads, workers
 
     cadence = cadence or engine.Cadence()
     results, todo = [], []
@@ -158,26 +159,25 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int = 1, cadence=Non
             results.append({"task": i, "artifact": _fit_reference(item), "reused": False})
         else:
             todo.append((i, item))
-    if todo and jobs > 1 and len(todo) > 1:
-        from .workers import train_in_workers
-
-        results += train_in_workers(todo, tasks, force, jobs, cadence, commands)
+    if not todo:
         return sorted(results, key=lambda r: r["task"])
-    if todo:
-        reps = [rep for _, rep in todo]
-        device = _device(reps)
-        errors = _prepare_replicas(reps)
-        ready = [rep for rep in reps if id(rep) not in errors]
-        done, failed = engine.train(ready, device, cadence, progress)
-        by_name = {(a.path.resolve()): a for a in done}
-        for i, rep in todo:
-            artifact = by_name.get(rep.path.resolve())
-            if artifact is not None:
-                results.append({"task": i, "artifact": artifact, "reused": False})
-        problems = list(errors.values()) + failed
-        if problems:
-            raise StaleArtifactError("; ".join(p.message for p in problems),
-                                     fix=problems[0].fix)
+    reps = [rep for _, rep in todo]
+    device = _device(reps)
+    n_jobs = jobs if jobs else workers.auto_jobs(reps, device, threads.configured())
+    if n_jobs > 1 and len(todo) > 1 and device == "cpu":
+        results += workers.train_in_workers(todo, force, n_jobs, cadence, commands)
+        return sorted(results, key=lambda r: r["task"])
+    errors = _prepare_replicas(reps)
+    ready = [rep for rep in reps if id(rep) not in errors]
+    done, failed = engine.train(ready, device, cadence, progress)
+    by_name = {a.path.resolve(): a for a in done}
+    for i, rep in todo:
+        artifact = by_name.get(rep.path.resolve())
+        if artifact is not None:
+            results.append({"task": i, "artifact": artifact, "reused": False})
+    problems = list(errors.values()) + failed
+    if problems:
+        raise StaleArtifactError("; ".join(p.message for p in problems), fix=problems[0].fix)
     return sorted(results, key=lambda r: r["task"])
 
 
@@ -250,7 +250,7 @@ def seed_from_env(var: str) -> int:
 
 
 def run_seeds(cache_dir, run_template: str, configs: list[TrainOptions], seeds: list[int],
-              variant: str | None = None, force: bool = False, jobs: int = 1, cadence=None,
+              variant: str | None = None, force: bool = False, jobs: int | None = 1, cadence=None,
               command_for=None, progress=None) -> list[dict]:
     """Train every (configuration, seed). ``run_template`` may contain ``{seed}``
     (``brca-s{seed}``): seed k then trains in run k, pairing split k with training seed k.

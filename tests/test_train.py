@@ -196,10 +196,10 @@ def test_kill_of_the_parent_leaves_no_worker_behind(ros, cache):
     proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.3"})
     marker = str(cache)
     deadline = time.time() + 60
-    while time.time() < deadline and len(_children_of(proc.pid)) < 2:
+    while time.time() < deadline and len(_children_of(proc.pid)) < 1:
         time.sleep(0.1)
-    workers = _children_of(proc.pid)
-    assert len(workers) >= 2, "workers never started"
+    workers = _children_of(proc.pid)          # the parent trains one block itself, a child the other
+    assert len(workers) >= 1, "the worker never started"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
@@ -336,3 +336,15 @@ def test_new_imbalance_losses_train_with_and_without_the_curriculum(cli, ros, lo
         out = json.loads(r.stdout)
         assert all(np.isfinite(o["summary"]["final_loss"]) for o in out)
         assert len({o["variant"] for o in out}) == 1 and out[0]["variant"] != ("climd" if curriculum == "climd" else "baseline")
+
+
+def test_closed_form_cross_entropy_gradient_equals_autograd():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (3, 7), generator=gen)
+    loss, grad = losses.ce_value_and_grad(logits.clone(), y)
+    leaf = logits.clone().requires_grad_(True)
+    reference = losses.make_batched(losses.LossOptions(), np.ones((3, 4)), 10, "cpu")(leaf, y, 1)
+    (expected,) = torch.autograd.grad(reference.sum(), leaf)
+    torch.testing.assert_close(loss, reference.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12)

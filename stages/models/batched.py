@@ -42,6 +42,9 @@ class BatchedModel:
     needs_stages = False
     batching = "shuffle"
     manual_backward = False
+    #: in training, the engine gives each input an extra last column of ones (so a layer's bias can
+    #: ride inside its matrix product as the last row of [W; b])
+    ones_column = False
     defaults: dict = {}
     #: training recipe defaults a model may carry (e.g. Multi-D's full-batch, step-lr recipe)
     recipe: dict = {}
@@ -91,6 +94,14 @@ class BatchedModel:
         """``{name: [R, *shape]}`` views into a ``[R, P]`` buffer (no copies)."""
         R = flat.shape[0]
         return {name: flat[:, a:b].view(R, *self.shapes[name]) for name, (a, b) in self.offsets().items()}
+
+    def augmented(self, flat, name: str):
+        """``[W; b]`` of linear layer ``name`` as one ``[R, in + 1, out]`` view (W then b are adjacent)."""
+        offsets = self.offsets()
+        start, stop = offsets[f"{name}.w"][0], offsets[f"{name}.b"][1]
+        n_in, n_out = self.shapes[f"{name}.w"]
+        assert offsets[f"{name}.w"][1] == offsets[f"{name}.b"][0]
+        return flat[:, start:stop].view(flat.shape[0], n_in + 1, n_out)
 
     def initial(self, gen: np.random.Generator) -> np.ndarray:
         """One replica's initial parameters ``[P]`` from its ``init`` stream (torch.nn.Linear's rule)."""
