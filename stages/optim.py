@@ -86,3 +86,38 @@ class FlatAdam:
         bc2 = 1 - BETAS[1] ** self.step_count
         denom = (v.sqrt() / math.sqrt(bc2)).add_(EPS)
         p.addcdiv_(m, denom, value=-lr / bc1)
+
+
+class ListAdam:
+    """Adam over a list of parameter tensors (their ``.grad`` filled by autograd), one fused kernel
+    call per step: torch.optim.Adam's arithmetic without importing torch.optim (see module doc)."""
+
+    def __init__(self, params: list, lr: float, weight_decay: float = 0.0):
+        import torch
+
+        self.params, self.lr, self.weight_decay = list(params), float(lr), float(weight_decay)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        torch._foreach_add_(self.steps, 1.0)
+        with torch.no_grad():
+            if hasattr(torch, "_fused_adam_"):
+                torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.steps, lr=self.lr,
+                                   beta1=BETAS[0], beta2=BETAS[1], weight_decay=self.weight_decay, eps=EPS,
+                                   amsgrad=False, maximize=False)
+                return
+            for p, g, m, v, s in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.steps):
+                g = g.add(p, alpha=self.weight_decay) if self.weight_decay else g
+                m.lerp_(g, 1 - BETAS[0])
+                v.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
+                n = float(s)
+                p.addcdiv_(m, (v.sqrt() / math.sqrt(1 - BETAS[1] ** n)).add_(EPS), value=-self.lr / (1 - BETAS[0] ** n))

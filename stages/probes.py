@@ -42,7 +42,9 @@ def fit_predict(train: dict[str, np.ndarray], y: np.ndarray, score: dict[str, np
     head = (lambda m: heads["shared"]) if opts.head == "shared" else (lambda m: heads[m])
     drop = nn.Dropout(opts.dropout)
     params = list(encoders.parameters()) + list(heads.parameters())
-    optim = torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    from .optim import ListAdam
+
+    optim = ListAdam(params, lr=opts.lr, weight_decay=opts.weight_decay)   # torch.optim would import dynamo
     xs = {m: tensor(train, m) for m in names}
     target = torch.as_tensor(y, dtype=torch.long)
     loss_fn = nn.CrossEntropyLoss()
