@@ -76,6 +76,7 @@ def train(
     loss: Annotated[str, typer.Option(help="ce | wce (w_c = N/(C n_c)) | focal | logit-adjusted | balanced-softmax | ldam-drw | cb (class-balanced, effective number).", rich_help_panel=IMB)] = "ce",
     focal_gamma: Annotated[float, typer.Option(help="Focal loss gamma.", rich_help_panel=IMB)] = 2.0,
     la_tau: Annotated[float, typer.Option(help="Logit adjustment strength tau (logit-adjusted).", rich_help_panel=IMB)] = 1.0,
+    la_prior: Annotated[str, typer.Option(help="Logit adjustment prior: train (the training split's class mix) | epoch (each epoch's mix: for curricula).", rich_help_panel=IMB)] = "train",
     ldam_max_margin: Annotated[float, typer.Option(help="LDAM: the largest class margin.", rich_help_panel=IMB)] = 0.5,
     ldam_scale: Annotated[float, typer.Option(help="LDAM: logit scale s (the authors' 30 assumes a cosine classifier).", rich_help_panel=IMB)] = 1.0,
     drw_start: Annotated[float, typer.Option(help="LDAM-DRW: re-weighting starts after this fraction of the epochs.", rich_help_panel=IMB)] = 0.8,
@@ -116,7 +117,7 @@ def train(
     configs = [stage.TrainOptions(model=model, model_options=_model_options(model_option), curriculum=curriculum,
                                   schedule_tag=schedule_tag, epochs=epochs, lr=value, weight_decay=weight_decay,
                                   batch_size=size, lr_step=lr_step, lr_gamma=lr_gamma, loss=loss,
-                                  focal_gamma=focal_gamma, la_tau=la_tau, ldam_max_margin=ldam_max_margin,
+                                  focal_gamma=focal_gamma, la_tau=la_tau, la_prior=la_prior, ldam_max_margin=ldam_max_margin,
                                   ldam_scale=ldam_scale, drw_start=drw_start, drw_beta=drw_beta, cb_beta=cb_beta, resample=resample,
                                   budget=budget, finish_epochs=finish_epochs, select=select,
                                   select_metric=select_metric, device=device)

@@ -270,6 +270,11 @@ class Group:
                 plans.append(order.balanced_batches(gen, pools[r], m.unit.y, bs, n))
             else:
                 plans.append(order.epoch_batches(gen, pools[r], bs, steps_full if m.opts.budget == "steps" else None))
+        names = members[0].unit.class_names
+        pool_counts = np.stack([np.bincount(m.unit.y[pools[r]], minlength=len(names)) for r, m in enumerate(members)])
+        for idx, fn in self.loss_groups:                  # losses whose prior is the epoch's class mix
+            if getattr(fn, "needs_epoch_counts", False):
+                fn.set_epoch_counts(pool_counts if idx is None else pool_counts[idx.cpu().numpy()])
         sizes = [len(b) for b in plans[0]]
         rows = np.stack([np.concatenate(p) for p in plans]) + self.offset[:, None]
         flat_rows = torch.as_tensor(rows.reshape(-1), device=self.device)
@@ -300,11 +305,10 @@ class Group:
         losses = (acc / seen).tolist()
         aux_means = {k: (v / seen).tolist() for k, v in aux_acc.items()}
         records = []
-        names = members[0].unit.class_names
         phase = ("curriculum" if members[0].pools is not None and epoch <= members[0].epochs else
                  "finish" if epoch > members[0].epochs else "full")
         for r, m in enumerate(members):
-            counts = np.bincount(m.unit.y[pools[r]], minlength=len(names))
+            counts = pool_counts[r]
             rec = {"subset_size": int(len(pools[r])), "steps": len(sizes), "samples_seen": seen, "loss": losses[r]}
             rec.update({f"aux_{k}": v[r] for k, v in aux_means.items()})
             rec.update({f"n_{c}": int(n) for c, n in zip(names, counts)})

@@ -31,9 +31,11 @@ import numpy as np
 from .errors import DataError, UsageError, check_choices
 
 LOSSES = ("ce", "wce", "focal", "logit-adjusted", "balanced-softmax", "ldam-drw", "cb")
+LA_PRIORS = ("train", "epoch")
 
 # option field -> (flag, the loss it belongs to)
 _FLAGS = {"focal_gamma": ("--focal-gamma", "focal"), "la_tau": ("--la-tau", "logit-adjusted"),
+          "la_prior": ("--la-prior", "logit-adjusted"),
           "ldam_max_margin": ("--ldam-max-margin", "ldam-drw"), "ldam_scale": ("--ldam-scale", "ldam-drw"),
           "drw_start": ("--drw-start", "ldam-drw"), "drw_beta": ("--drw-beta", "ldam-drw"),
           "cb_beta": ("--cb-beta", "cb")}
@@ -44,6 +46,7 @@ class LossOptions:
     name: str = "ce"
     focal_gamma: float = 2.0
     la_tau: float = 1.0          # logit adjustment strength (Menon et al.)
+    la_prior: str = "train"      # the prior pi: the training split's class mix, or each epoch's (a curriculum's) mix
     ldam_max_margin: float = 0.5 # largest margin (Cao et al.: C chosen so max margin = 0.5)
     ldam_scale: float = 1.0      # s: the authors use s=30 with a normalised (cosine) classifier; our heads are linear
     drw_start: float = 0.8       # DRW: re-weighting starts after this fraction of the epochs
@@ -59,6 +62,10 @@ class LossOptions:
                   "drw_start": (lambda v: 0 <= v <= 1, "in [0, 1]"), "drw_beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
                   "cb_beta": (lambda v: 0 <= v < 1, "in [0, 1)")}
         defaults = LossOptions()
+        check_choices((self.la_prior, LA_PRIORS, "--la-prior"))
+        if self.la_prior != defaults.la_prior and self.name != "logit-adjusted":
+            raise UsageError(f"--la-prior applies only to --loss logit-adjusted, not --loss {self.name}",
+                             fix="drop --la-prior or use --loss logit-adjusted")
         for field, (ok, text) in ranges.items():
             value, (flag, owner) = getattr(self, field), _FLAGS[field]
             if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
@@ -75,7 +82,8 @@ class LossOptions:
         extra = {"focal": [("g", "focal_gamma")], "logit-adjusted": [("tau", "la_tau")],
                  "ldam-drw": [("m", "ldam_max_margin"), ("s", "ldam_scale"), ("drw", "drw_start"), ("b", "drw_beta")],
                  "cb": [("b", "cb_beta")]}.get(self.name, [])
-        return base + "".join(f"-{tag}{getattr(self, f):g}" for tag, f in extra if getattr(self, f) != getattr(d, f))
+        suffix = base + "".join(f"-{tag}{getattr(self, f):g}" for tag, f in extra if getattr(self, f) != getattr(d, f))
+        return suffix + ("-epochprior" if self.la_prior == "epoch" else "")
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:
@@ -146,6 +154,7 @@ def make_batched(opts: LossOptions, counts: np.ndarray, total_epochs: int, devic
         tau = opts.la_tau if name == "logit-adjusted" else 1.0
         log_prior = np.log(counts / counts.sum(axis=1, keepdims=True)) if name == "logit-adjusted" else np.log(counts)
         shift = const(tau * log_prior)[:, None, :]              # [R, 1, C]
+        state = {"shift": shift}
     elif name == "ldam-drw":
         margins = const(ldam_margins(counts, opts.ldam_max_margin))
         w = const(effective_number_weights(counts, opts.drw_beta))
@@ -162,7 +171,7 @@ def make_batched(opts: LossOptions, counts: np.ndarray, total_epochs: int, devic
             logp_t = -nll(logits, y)
             return (-(1 - logp_t.exp()) ** opts.focal_gamma * logp_t).mean(-1)
         if name in ("logit-adjusted", "balanced-softmax"):
-            return nll(logits + shift, y).mean(-1)
+            return nll(logits + state["shift"], y).mean(-1)
         if name == "cb":
             return (w.gather(1, y) * nll(logits, y)).mean(-1)
         # ldam-drw
@@ -171,6 +180,15 @@ def make_batched(opts: LossOptions, counts: np.ndarray, total_epochs: int, devic
         values = nll(opts.ldam_scale * adjusted, y)
         return weighted_mean(w, values, y) if epoch >= first_drw else values.mean(-1)
 
+    if name == "logit-adjusted" and opts.la_prior == "epoch":
+        def set_epoch_counts(epoch_counts: np.ndarray) -> None:
+            """pi = this epoch's class mix [R, C]; a class absent from the epoch counts as half a
+            sample (a finite log prior; it receives no sample that epoch anyway)."""
+            mix = np.maximum(np.asarray(epoch_counts, dtype=np.float64), 0.5)
+            state["shift"] = const(opts.la_tau * np.log(mix / mix.sum(axis=1, keepdims=True)))[:, None, :]
+
+        loss.needs_epoch_counts = True
+        loss.set_epoch_counts = set_epoch_counts
     return loss
 
 

@@ -41,6 +41,7 @@ class TrainOptions:
     loss: str = "ce"
     focal_gamma: float = 2.0
     la_tau: float = 1.0
+    la_prior: str = "train"
     ldam_max_margin: float = 0.5
     ldam_scale: float = 1.0
     drw_start: float = 0.8
@@ -54,7 +55,7 @@ class TrainOptions:
     device: str = "auto"
 
     def loss_options(self) -> losses.LossOptions:
-        return losses.LossOptions(name=self.loss, focal_gamma=self.focal_gamma, la_tau=self.la_tau,
+        return losses.LossOptions(name=self.loss, focal_gamma=self.focal_gamma, la_tau=self.la_tau, la_prior=self.la_prior,
                                   ldam_max_margin=self.ldam_max_margin, ldam_scale=self.ldam_scale,
                                   drw_start=self.drw_start, drw_beta=self.drw_beta, cb_beta=self.cb_beta)
 

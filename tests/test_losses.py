@@ -183,3 +183,29 @@ def test_single_model_form_keeps_the_old_values():
     assert ce.item() == pytest.approx(0.4228371, rel=1e-6)
     assert losses.make("wce", np.array([30, 10]), 2.0, "cpu")(z[0], y[0]).item() == pytest.approx(0.4614528, rel=1e-6)
     assert losses.focal_loss(z[0], y[0], 2.0).item() == pytest.approx(0.0697490, rel=1e-5)
+
+
+def test_logit_adjustment_by_the_epoch_prior():
+    """--la-prior epoch: pi is the class mix of the epoch's pool. A balanced epoch shifts every logit
+    by the same constant (= plain CE); a 3:1 epoch shifts by tau*log(0.75) and tau*log(0.25)."""
+    import numpy as np
+    import torch
+
+    from stages.losses import LossOptions, make_batched
+
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])            # R=1, B=2, C=2
+    y = torch.tensor([[0, 1]])
+    fn = make_batched(LossOptions(name="logit-adjusted", la_prior="epoch"), np.array([[90, 10]]), 10, "cpu")
+    ce = make_batched(LossOptions(), np.array([[90, 10]]), 10, "cpu")
+    fn.set_epoch_counts(np.array([[5, 5]]))
+    assert float(fn(logits, y, 1)) == pytest.approx(float(ce(logits, y, 1)), abs=1e-7)
+    fn.set_epoch_counts(np.array([[30, 10]]))
+    # adjusted logits: sample 1: (1 + ln .75, ln .25) -> -log softmax_0 = log(1 + e^(ln .25 - 1 - ln .75))
+    #                  sample 2: (ln .75, 2 + ln .25) -> -log softmax_1 = log(1 + e^(ln .75 - 2 - ln .25))
+    l1 = np.log1p(np.exp(np.log(0.25) - 1 - np.log(0.75)))
+    l2 = np.log1p(np.exp(np.log(0.75) - 2 - np.log(0.25)))
+    assert float(fn(logits, y, 1)) == pytest.approx((l1 + l2) / 2, rel=1e-6)
+    fn.set_epoch_counts(np.array([[4, 0]]))                          # an absent class: half a sample
+    assert np.isfinite(float(fn(logits, y, 1)))
+    with pytest.raises(Exception, match="--la-prior"):
+        LossOptions(name="ce", la_prior="epoch").check()
