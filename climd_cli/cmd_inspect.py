@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from .common import CacheOpt, JsonOpt, command, store
+from .common import CacheOpt, JsonOpt, command, info, stdout_console, store
 
 EPILOG = """
 Examples:
@@ -39,12 +38,13 @@ def inspect(
         from stages import plots
 
         plots.class_mix(v.artifact, plot)
+        info(f"[green]inspect[/]: wrote {plot}")
     if json:
         typer.echo(jsonlib.dumps({"path": str(v.artifact.path), "stage": v.artifact.stage,
                                   "status": v.fresh, "meta": v.artifact.meta,
                                   "tables": [t.as_dict() for t in v.tables]}, default=str))
         return
-    out = Console()
+    out = stdout_console()
     out.print(f"[bold]{v.artifact.stage}[/] artifact {v.artifact.path}: "
               + ("[green]fresh[/]" if v.fresh == "fresh" else f"[red]{v.fresh}[/]"), highlight=False)
     for t in v.tables:

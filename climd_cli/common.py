@@ -17,7 +17,16 @@ from rich.console import Console
 
 from stages.errors import ClimdError
 
-err = Console(stderr=True, soft_wrap=True)  # messages name files: never wrap them
+WIDE = 240          # tables printed to a pipe or file are not wrapped at 80 columns
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else WIDE)  # never wrap file names
+_DEBUG = [False]
+STORAGE_ERRNOS = {"ENOSPC": "the disk is full", "EROFS": "the file system is read-only",
+                  "EACCES": "permission denied", "EPERM": "operation not permitted", "EDQUOT": "disk quota exceeded"}
+
+
+def stdout_console() -> Console:
+    """A console for tables on stdout: the terminal's width, or wide when piped."""
+    return Console(width=None if sys.stdout.isatty() else WIDE)
 log = logging.getLogger("climd")
 
 CACHE = "Cache"
@@ -80,8 +89,39 @@ def command(fn):
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0)
+        except OSError as exc:
+            storage = _storage_error(exc)
+            if storage is None or _DEBUG[0]:
+                raise
+            err.print(f"[bold red]error:[/] {storage.message}", highlight=False)
+            err.print(f"  [bold]fix:[/] {storage.fix}", highlight=False)
+            raise typer.Exit(storage.exit_code)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:   # a bug: one line, the traceback only with --debug
+            if _DEBUG[0]:
+                raise
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False)
+            err.print("  [bold]fix:[/] this is a bug in climd: rerun with `climd --debug ...` for the traceback "
+                      "and report it", highlight=False)
+            raise typer.Exit(1)
 
     return wrapper
+
+
+def _storage_error(exc: OSError):
+    """A StorageError (exit 6) naming the path for a full, read-only or forbidden disk; else None."""
+    import errno
+
+    from stages.errors import StorageError
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if name not in STORAGE_ERRNOS:
+        return None
+    path = exc.filename or "the cache"
+    return StorageError(f"cannot write {path}: {STORAGE_ERRNOS[name]} ({name})",
+                        fix="free space, or point --cache-dir / $CLIMD_CACHE at a writable folder; "
+                            "the command resumes where it stopped")
 
 
 def _current_context():
@@ -137,7 +177,7 @@ def command_line(overrides: dict | None = None) -> str:
 def setup_logging(quiet: bool, debug: bool) -> None:
     from rich.logging import RichHandler
 
-    _QUIET[0] = quiet
+    _QUIET[0], _DEBUG[0] = quiet, debug
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
     log.handlers[:] = [handler]
