@@ -93,6 +93,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (0: only by time).", rich_help_panel=PERF)] = 0,
     checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one (and on SIGTERM/Ctrl-C).", rich_help_panel=PERF)] = 60.0,
     variant: Annotated[Optional[str], typer.Option(help="Name of the variant (default: made from the options).")] = None,
+    variant_prefix: Annotated[Optional[str], typer.Option(help="With several --lr values: variants named PREFIX@lr<value>.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=PERF)] = "auto",
     cache_dir: CacheOpt = None,
     force: ForceOpt = False,
@@ -106,6 +107,8 @@ def train(
     from stages.errors import UsageError
     from stages.store import default_cache_dir
 
+    if variant and variant_prefix:
+        raise UsageError("--variant and --variant-prefix both name the variants", fix="give one of them")
     if seeds and seed_from_env:
         raise UsageError("--seeds and --seed-from-env both choose the seeds", fix="give one of them")
     if checkpoint_every < 0 or checkpoint_seconds <= 0:
@@ -130,6 +133,8 @@ def train(
 
     from stages import progress
 
+    if variant_prefix:
+        variant = {id(o): f"{variant_prefix}@lr{o.lr:g}" for o in configs}
     results = stage.run_seeds(cache_dir or default_cache_dir(), run, configs, chosen, variant, force, n_jobs,
                               Cadence(checkpoint_every, checkpoint_seconds), command_for,
                               progress.task if progress.enabled() else None)

