@@ -305,11 +305,11 @@ try:
 except LeaseHeld:
     print("held")
 """
-    for round_ in range(ROUNDS):
+    for round_ in range(max(2, ROUNDS // 2)):
         folder = tmp_path / f"f{round_}"
         folder.mkdir()
         atomic_write_text(folder / L.LEASE_FILE, json.dumps(_record(host="gone", heartbeat=time.time() - 99)))
-        at = time.time() + 0.5
+        at = time.time() + 0.4
         procs = [_spawn([], script, {"dir": str(folder), "at": at}) for _ in range(4)]
         outs = [p.communicate(timeout=60)[0].strip() for p in procs]
         assert sorted(outs) == ["held"] * 3 + ["won"], outs
