@@ -244,9 +244,10 @@ def _sweep(directory: Path, prefix: str, recursive: bool, removed: list[Path]) -
             status = record_status(rec, st)
             if status == "live":
                 return  # its holder writes in here: nothing below is a leftover
-            if remove_if_same(directory / LEASE_FILE, rec, st):
-                log.info("removed the %s lease %s", status, directory / LEASE_FILE)
-                removed.append(directory / LEASE_FILE)
+            with contextlib.suppress(OSError):
+                if remove_if_same(directory / LEASE_FILE, rec, st):
+                    log.info("removed the %s lease %s", status, directory / LEASE_FILE)
+                    removed.append(directory / LEASE_FILE)
     groups: dict[str, list[str]] = {}
     for name in entries:
         if name.startswith(prefix):
@@ -257,13 +258,17 @@ def _sweep(directory: Path, prefix: str, recursive: bool, removed: list[Path]) -
         if found is None:
             continue
         reason, lease = found
-        for name in sorted(names, key=lambda n: n == f"{base}.lease"):
+        for name in sorted(names, key=lambda n: n == f"{base}.lease"):  # the lease last
             path = directory / name
-            if name == f"{base}.lease" and lease:
-                if not remove_if_same(path, *lease):
-                    continue
-            else:
-                _remove(path)
+            try:
+                if name == f"{base}.lease" and lease:
+                    if not remove_if_same(path, *lease):
+                        continue
+                else:
+                    _remove(path)
+            except OSError as exc:  # another user's, or a read-only mount: leave it
+                log.warning("could not remove leftover %s: %s", path, exc)
+                continue
             log.info("removed leftover %s (%s)", path, reason)
             removed.append(path)
     if recursive:
