@@ -166,7 +166,7 @@ else:
         hold(Path(cfg["target"]))
 print(json.dumps({"done": True}))
 """
-FAST = {"CLIMD_LEASE_TTL": 1.5, "CLIMD_LEASE_HEARTBEAT": 0.2}
+FAST = {"CLIMD_LEASE_TTL": 2.0, "CLIMD_LEASE_HEARTBEAT": 0.2}
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_live_writer_in_another_namespace_survives_cleanups_past_the_ttl(tmp_pat
     assert not L.is_local(held["node"]) and held["node"]["host"] == L.node()["host"]
     assert not L.pid_alive(held["pid"]), "the writer's pid should mean 'gone' here"
     t0 = time.time()
-    while time.time() - t0 < 3 * FAST["CLIMD_LEASE_TTL"]:  # well past the TTL
+    while time.time() - t0 < 2 * FAST["CLIMD_LEASE_TTL"] + 1:  # well past the TTL
         assert sweep_leftovers(tmp_path) == [] and remove_orphans(run / "art") == []
         assert L.lease_file_status(Path(f"{tmp}.lease")) == "live"
         time.sleep(0.1)
@@ -195,18 +195,21 @@ def test_live_writer_in_another_namespace_survives_cleanups_past_the_ttl(tmp_pat
     assert sorted(os.listdir(run)) == ["art"] and (run / "art" / "data.txt").is_file()
 
 
-def test_killed_writer_in_another_namespace_is_swept_after_its_lease_expires(tmp_path, unshare, fast_leases):
+def test_killed_writer_in_another_namespace_is_swept_after_its_lease_expires(tmp_path, unshare, monkeypatch):
+    ttl = 3.0  # room for a slow machine between the kill and the first sweep
+    monkeypatch.setenv("CLIMD_LEASE_TTL", str(ttl))
+    monkeypatch.setenv("CLIMD_LEASE_HEARTBEAT", "0.5")
     run = tmp_path / "run"
     writer = _spawn(unshare, HOLDER, {"kind": "tmp", "target": str(run / "art"), "stop": str(tmp_path / "s")},
-                    **FAST)
+                    CLIMD_LEASE_TTL=ttl, CLIMD_LEASE_HEARTBEAT=0.5)
     tmp = Path(_line(writer)["path"])
     writer.send_signal(signal.SIGKILL)  # unshare --kill-child: the writer dies with it
     writer.communicate(timeout=10)
     killed = time.time()
     assert sweep_leftovers(run) == [] and tmp.is_dir()  # another node's pid: wait for the TTL
     assert L.lease_file_status(Path(f"{tmp}.lease")) == "live"
-    assert time.time() - killed < FAST["CLIMD_LEASE_TTL"], "too slow to see the lease still live"
-    time.sleep(FAST["CLIMD_LEASE_TTL"] + 0.3)
+    assert time.time() - killed < ttl, "too slow to see the lease still live"
+    time.sleep(ttl + 0.3)
     assert L.lease_file_status(Path(f"{tmp}.lease")) == "expired"
     removed = sweep_leftovers(run)
     assert sorted(p.name for p in removed) == [tmp.name, f"{tmp.name}.lease"]
