@@ -371,7 +371,7 @@ def test_sweep_rules_for_unleased_and_nested_leftovers(tmp_path, monkeypatch):
 def test_sweep_skips_folders_with_a_live_lease_and_cleans_dead_ones(tmp_path):
     run = tmp_path / "run"
     folder = run / "train" / "seed0"
-    leftover = folder / f".tmp-checkpoint.pt-aaaaaaaaaaaa-7-0123abcd"
+    leftover = folder / ".tmp-checkpoint.pt-aaaaaaaaaaaa-7-0123abcd"
     with Lease(folder):
         leftover.parent.mkdir(parents=True, exist_ok=True)
         leftover.write_text("x")
