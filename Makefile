@@ -12,7 +12,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo demo-run test bench reproduce reproduce-quick clean
+.PHONY: install demo demo-run test bench reproduce reproduce-quick clean slurm-deps
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-test: install
+test: install slurm-deps
 	$(BIN)/python -m pytest -q
+
+# SLURM and MUNGE from Debian for the single-node test cluster (tests/slurm_cluster.py);
+# does nothing when sbatch, slurmctld, slurmd and munged are already installed.
+slurm-deps:
+	bash scripts/slurm/install.sh
 
 clean:
 	rm -rf cache .pytest_cache

@@ -103,8 +103,11 @@ def test_killed_process_leaves_no_complete_looking_artifact(tmp_path):
     store = RunStore(tmp_path, "r")
     with pytest.raises(MissingArtifactError):
         store.load("a")
-    leftovers = [p.name for p in (tmp_path / "r").iterdir()]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-a-")
+    # the killed writer's temporary folder and its lease (a dead process of this node) are left ...
+    leftovers = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert len(leftovers) == 2 and leftovers[0].startswith(".tmp-a-"), leftovers
+    assert leftovers[1] == leftovers[0] + ".lease" and (tmp_path / "r" / leftovers[0] / "data.txt").exists()
+    # ... and the next build of that artifact removes both at once
     store.build("a", "a", 1, {}, {}, _producer("x", []))
     assert [p.name for p in (tmp_path / "r").iterdir()] == ["a"]
 
