@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .base import InputSpec
 from .batched import BatchedModel, BatchedOutput, drop, flat_input, linear
@@ -35,12 +36,12 @@ from .multid import authors_initial, check_options, nll
 
 
 def kl_detached(obs_logits, bn_logits):
-    """[R]: mean over the batch of KL(p_obs || p_bn), p_obs = softmax(obs_logits) detached."""
-    import torch.nn.functional as F
-
-    log_obs = F.log_softmax(obs_logits.detach(), dim=-1)
-    log_bn = F.log_softmax(bn_logits, dim=-1)
-    return (log_obs.exp() * (log_obs - log_bn)).sum(-1).mean(-1)
+    """[R]: mean over the batch of KL(p_obs || p_bn), p_obs = softmax(obs_logits) detached.
+    (softmax and log_softmax work row by row, so their bits do not depend on the number of replicas;
+    an elementwise exp over the whole tensor would: see multid.LanewiseSigmoid.)"""
+    obs = obs_logits.detach()
+    log_obs, log_bn = torch.log_softmax(obs, dim=-1), torch.log_softmax(bn_logits, dim=-1)
+    return (torch.softmax(obs, dim=-1) * (log_obs - log_bn)).sum(-1).mean(-1)
 
 
 class DMIB(BatchedModel):
@@ -80,8 +81,6 @@ class DMIB(BatchedModel):
         return authors_initial(self, gen, xavier)
 
     def forward(self, params: dict, x: dict, noise: dict | None, y=None) -> BatchedOutput:
-        import torch
-
         hs = [drop(torch.relu(linear(params, f"enc.{m}", flat_input(x[m]))), noise, f"enc.{m}") for m in self.names]
         z = torch.cat(hs, 2)
         bn = linear(params, "bn.1", torch.relu(linear(params, "bn.0", z)))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from ..errors import UsageError
 from .base import InputSpec
@@ -90,9 +91,28 @@ def authors_initial(model: BatchedModel, gen: np.random.Generator, xavier: set[s
 
 def nll(logits, y):
     """[R, B]: -log softmax(logits)_y per sample."""
-    import torch.nn.functional as F
+    return -torch.log_softmax(logits, dim=-1).gather(-1, y[..., None]).squeeze(-1)
 
-    return -F.log_softmax(logits, dim=-1).gather(-1, y[..., None]).squeeze(-1)
+
+class LanewiseSigmoid(torch.autograd.Function):
+    """torch.sigmoid, computed element by element by the same (scalar) code whatever the tensor's size.
+
+    torch's vectorised kernels run a SIMD exp on most elements and a scalar exp on the tail of the
+    tensor (and of each thread's chunk); the two differ in the last bit, and which elements fall in a
+    tail depends on the number of replicas. Writing into a strided output makes torch take its scalar
+    loop for every element, so a replica's gate has the same bits alone and in a batch."""
+
+    @staticmethod
+    def forward(ctx, a):
+        y = a.new_empty(*a.shape, 2)[..., 0]        # stride 2: no vectorised loop for this output
+        torch.sigmoid(a, out=y)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y) * y                  # exact arithmetic: the same bits in any loop
 
 
 class MultiD(BatchedModel):
@@ -135,16 +155,14 @@ class MultiD(BatchedModel):
         return authors_initial(self, gen, {name.rsplit(".", 1)[0] for name in self.shapes})
 
     def forward(self, params: dict, x: dict, noise: dict | None, y=None) -> BatchedOutput:
-        import torch
-
         fused_in, parts = [], {k: 0 for k in self.weights}
         for m in self.names:
             xm = flat_input(x[m])
             if self.use_gate:
-                g = torch.sigmoid(linear(params, f"gate.{m}", xm))
+                g = LanewiseSigmoid.apply(linear(params, f"gate.{m}", xm))
                 xm = xm * g
             h = drop(torch.relu(linear(params, f"enc.{m}", xm)), noise, f"enc.{m}")
-            z, c = self._heads(params, m, h, torch)                     # [R, B, C], [R, B, 1]
+            z, c = self._heads(params, m, h)                     # [R, B, C], [R, B, 1]
             fused_in.append(h * c if self.use_confidence else h)
             if y is None:
                 continue
@@ -153,7 +171,7 @@ class MultiD(BatchedModel):
             if self.use_gate:
                 parts["gate"] = parts["gate"] + g.mean(dim=(1, 2))
             if self.use_confidence:
-                p_true = torch.exp(-ce)                                 # softmax(z)_y, not detached (authors)
+                p_true = torch.softmax(z, -1).gather(-1, y[..., None]).squeeze(-1)   # not detached (authors)
                 if self.detach_target:
                     p_true = p_true.detach()
                 parts["confidence_mse"] = parts["confidence_mse"] + (c.squeeze(-1) - p_true).pow(2).mean(-1)
@@ -164,7 +182,7 @@ class MultiD(BatchedModel):
         aux_loss = sum(self.weights[k] * v for k, v in parts.items())
         return BatchedOutput(logits, aux_loss, parts)
 
-    def _heads(self, params: dict, m: str, h, torch):
+    def _heads(self, params: dict, m: str, h):
         """The view classifier and the confidence head as one product (Linear H -> C+1, split): a
         lone [H, 1] product takes another BLAS path for one replica than for several, and would
         break "a replica alone equals the same replica in a batch" in the last bits."""
