@@ -18,9 +18,11 @@ from .base import InputSpec, ModelOutput, MultimodalModel
 
 def registry() -> dict:
     from .cfcml import CFCML
+    from .dmib import DMIB
     from .early_fusion import EarlyFusion
+    from .multid import MultiD
 
-    return {"early-fusion": EarlyFusion, "cfcml": CFCML}
+    return {"early-fusion": EarlyFusion, "cfcml": CFCML, "multid": MultiD, "dmib": DMIB}
 
 
 def build(name: str, spec: InputSpec, n_classes: int, options: dict):
