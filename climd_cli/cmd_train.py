@@ -66,7 +66,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 100; with a curriculum: the schedule's T).", rich_help_panel=CUR)] = None,
     budget: Annotated[str, typer.Option(help="epochs: one pass over D_t per epoch (paper) | steps: as many optimizer steps per epoch as a full-data epoch.", rich_help_panel=CUR)] = "epochs",
     finish_epochs: Annotated[int, typer.Option(help="Extra full-data epochs after the curriculum.", rich_help_panel=CUR)] = 0,
-    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | cfcml | scikit-learn references: logreg | logreg-balanced | smote-logreg.", rich_help_panel=MOD)] = "early-fusion",
+    model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | multid (Multi-D) | dmib (DMIB) | cfcml | scikit-learn references: logreg | logreg-balanced | smote-logreg | hgb-balanced | brf.", rich_help_panel=MOD)] = "early-fusion",
     model_option: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. hidden=128.", rich_help_panel=MOD)] = None,
     lr: Annotated[str, typer.Option(help="Adam learning rate (paper: 5e-5); a comma-separated list trains one variant per value, all in one program.", rich_help_panel=OPT)] = "5e-5",
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay (L2, added to the gradient).", rich_help_panel=OPT)] = 0.0,

@@ -62,6 +62,7 @@ class Replica:
     pools: list | None = None              # per curriculum epoch: training rows; None: whole split
     start_epoch: int = 1
     meta: dict = field(default_factory=dict)
+    force: bool = False
 
     @property
     def name(self) -> str:

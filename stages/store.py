@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from . import __version__
-from .atomic import atomic_dir, atomic_write_json, atomic_write_text
+from .atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_text, sweep_leftovers
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
 from .names import check_name
@@ -233,6 +233,9 @@ class RunStore:
         (``ticket.reused``), else carries the key and provenance for :meth:`Ticket.commit`."""
         for part in name.split("/"):
             check_name(part, "artifact name")
+        parent = self.path(name).parent
+        if parent.is_dir():
+            sweep_leftovers(parent, recursive=False)   # dead writers' temporary folders, reused or not
         key = self.key_for(stage, version, params, inputs)
         if not force:
             reusable = self._reusable(name, key)
@@ -256,9 +259,15 @@ class RunStore:
         if incremental:
             ticket.open_in_place(clear=force)
             ticket.commit(path, produce(path))
-        else:
-            with atomic_dir(path) as tmp:
+            return self.read(name), False
+        # Another node may finish the same artifact first: keep its version when it has our key
+        # (we reuse it), replace one made from other inputs; --force always replaces.
+        replace = True if force else (lambda existing: not _intact_with_key(existing, ticket.key))
+        try:
+            with atomic_dir(path, replace=replace) as tmp:
                 ticket.commit(tmp, produce(tmp))
+        except TargetExists:
+            return self.read(name), True
         return self.read(name), False
 
     def _reusable(self, name: str, key: str) -> Artifact | None:
@@ -349,7 +358,21 @@ def _hash_outputs(directory: Path) -> dict:
 
 def _empty_dir(path: Path) -> None:
     for entry in path.iterdir():
+        if entry.name.startswith(".lease"):      # the lease of whoever is clearing it
+            continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _intact_with_key(directory: Path, key: str) -> bool:
+    """A complete artifact at ``directory`` with this key whose outputs still hash as recorded."""
+    try:
+        meta = json.loads((Path(directory) / META).read_text())
+        if meta_problem(meta) or meta["key"] != key:
+            return False
+        Artifact(name=Path(directory).name, path=Path(directory), meta=meta).verify_outputs()
+        return True
+    except (OSError, ValueError, StaleArtifactError):
+        return False
 
 
 _COMMAND: list[str] = []

@@ -132,7 +132,7 @@ def prepare(store: RunStore, opts: TrainOptions, seed: int, variant: str | None 
     ticket = store.begin(artifact_name(variant, seed), STAGE, VERSION, params, inputs, force=force)
     if ticket.reused:
         return ticket.artifact
-    return Replica(store, variant, seed, opts, ticket, enc, sched, epochs, command)
+    return Replica(store, variant, seed, opts, ticket, enc, sched, epochs, command, force=force)
 
 
 def run(store: RunStore, opts: TrainOptions, seed: int, variant: str | None = None,
@@ -168,9 +168,13 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cade
     if n_jobs > 1 and len(todo) > 1 and device == "cpu":
         results += workers.train_in_workers(todo, force, n_jobs, cadence, commands)
         return sorted(results, key=lambda r: r["task"])
-    errors = _prepare_replicas(reps)
+    errors, leases = _prepare_replicas(reps)
     ready = [rep for rep in reps if id(rep) not in errors]
-    done, failed = engine.train(ready, device, cadence, progress)
+    try:
+        done, failed = engine.train(ready, device, cadence, progress)
+    finally:
+        for lease in leases:
+            lease.release()
     by_name = {a.path.resolve(): a for a in done}
     for i, rep in todo:
         artifact = by_name.get(rep.path.resolve())
@@ -178,20 +182,31 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cade
             results.append({"task": i, "artifact": artifact, "reused": False})
     problems = list(errors.values()) + failed
     if problems:
-        raise StaleArtifactError("; ".join(p.message for p in problems), fix=problems[0].fix)
+        first = problems[0]
+        first.message = "; ".join(p.message for p in problems)    # every replica that did not train
+        raise first
     return sorted(results, key=lambda r: r["task"])
 
 
-def _prepare_replicas(reps: list[Replica]) -> dict:
-    """Data, pools and resume points; a replica whose checkpoint is damaged is set aside (named in
-    the error at the end) so the others still train."""
+def _prepare_replicas(reps: list[Replica]) -> tuple[dict, list]:
+    """Data, pools, leases and resume points. A replica that another process is training (a live
+    lease on its folder) or whose checkpoint is damaged is set aside, named in the error raised at
+    the end, so the others still train."""
     from . import replicas
+    from .lease import Lease, LeaseHeld
 
     replicas.load_units(reps)
     replicas.attach_pools(reps)
-    errors = {}
+    errors, leases = {}, []
     for rep in reps:
-        rep.ticket.open_in_place()
+        rep.path.mkdir(parents=True, exist_ok=True)
+        try:
+            leases.append(Lease(rep.path, purpose=f"training {rep.label()}").acquire())
+        except LeaseHeld as exc:
+            exc.message = f"{rep.label()}: {exc.message}"
+            errors[id(rep)] = exc
+            continue
+        rep.ticket.open_in_place(clear=rep.force)
         try:
             replicas.resume_epoch(rep)
         except StaleArtifactError as exc:
@@ -200,7 +215,7 @@ def _prepare_replicas(reps: list[Replica]) -> dict:
         else:
             if rep.start_epoch > 1:
                 log.info("resuming %s from epoch %d", rep.label(), rep.start_epoch - 1)
-    return errors
+    return errors, leases
 
 
 def _device(reps: list[Replica]) -> str:

@@ -348,3 +348,31 @@ def test_closed_form_cross_entropy_gradient_equals_autograd():
     (expected,) = torch.autograd.grad(reference.sum(), leaf)
     torch.testing.assert_close(loss, reference.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12)
+
+
+def test_a_replica_being_trained_elsewhere_is_named_not_trained_twice(ros, cache):
+    args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--seeds", "0-1", "--variant", "busy"]
+    first = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.25"})
+    _wait_for("train/busy/seed1/.lease.json", ros)
+    second = _climd(cache, *args)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 6, err
+    assert "busy/seed0" in err and "busy/seed1" in err and "Traceback" not in err
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert all((ros / "train" / "busy" / f"seed{s}" / "meta.json").exists() for s in (0, 1))
+    assert not list(ros.glob("train/busy/seed*/.lease*"))
+
+
+def test_force_starts_over_instead_of_resuming(cli, ros, cache):
+    args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--checkpoint-every", "1",
+            "--variant", "again"]
+    proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.2"})
+    _wait_for("train/again/seed0/checkpoint.json", ros)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = cli(*args, "--force")
+    assert r.exit_code == 0 and "resuming" not in r.stderr
+    cli(*args[:-2], "--variant", "fresh")
+    a, b = weights(ros / "train" / "again" / "seed0"), weights(ros / "train" / "fresh" / "seed0")
+    assert all(np.array_equal(a[k], b[k]) for k in a)

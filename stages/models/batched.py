@@ -134,6 +134,11 @@ class BatchedModel:
         views = self.views(flat)
         if self.manual_backward or grads is None:
             return views
+        import warnings
+
+        # autograd notes that a preset .grad view does not follow the parameter's strides; the
+        # gradient is still accumulated in place, into the [R, P] buffer (tested)
+        warnings.filterwarnings("ignore", message=".*grad and param do not obey the gradient layout contract.*")
         leaves = {}
         for name, view in views.items():
             leaf = view.detach().requires_grad_(True)
