@@ -74,6 +74,7 @@ climd.g0.5|--curriculum climd --schedule-tag g0.5|q g
 climd.g1.0|--curriculum climd --schedule-tag g1.0|g
 """
 REFERENCES = ["logreg", "logreg-balanced", "smote-logreg", "hgb-balanced", "brf"]
+QUICK_REFERENCES = ["logreg-balanced"]        # HGB takes ~40 s a fit here; tests/test_reference.py covers all
 TCGA = ("brca", "kipan", "lgg")
 
 
@@ -88,18 +89,31 @@ class Config:
         self.buckets = 2 if quick else 10
         self.probe = ["--probe-epochs", "20"] if quick else []
         self.img = ["--image-size", "32", "--stage-grid", "2"] if quick else []
+        self.references = QUICK_REFERENCES if quick else REFERENCES
 
     def seed_list(self) -> list[int]:
         lo, _, hi = self.seeds.partition("-")
         return list(range(int(lo), int(hi or lo) + 1))
 
 
+TIMES: list[tuple[float, str]] = []
+
+
 def climd(*args: str, capture: bool = False) -> str:
     cmd = [CLIMD, "-q", "--no-progress", *args]
+    t0 = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
+    TIMES.append((time.perf_counter() - t0, shlex.join(cmd[3:])))
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {shlex.join(cmd)}\n{result.stderr[-3000:]}")
     return result.stdout if capture else ""
+
+
+def slowest(n: int = 12) -> None:
+    total = sum(t for t, _ in TIMES)
+    print(f"\n{len(TIMES)} climd calls, {total / 60:.1f} min in all; the slowest:")
+    for seconds, cmd in sorted(TIMES, reverse=True)[:n]:
+        print(f"  {seconds:7.1f} s  {cmd[:150]}")
 
 
 def say(ds: str, text: str) -> None:
@@ -167,7 +181,7 @@ def train_all(template: str, runs: str, cfg: Config, todo: list) -> None:
     for name, opts, _ in todo:
         climd("train", "--run", template, "--seeds", cfg.seeds, "--lr", ",".join(cfg.lrs), "--epochs", str(cfg.epochs),
               *shlex.split(opts))
-    for model in REFERENCES:
+    for model in cfg.references:
         climd("train", "--run", template, "--seeds", cfg.seeds, "--model", model, "--curriculum", "none")
     climd("evaluate", "--run", runs, "--split", "valid")
     climd("evaluate", "--run", runs, "--split", "test")
@@ -198,7 +212,7 @@ def reports(ds: str, runs: str, cfg: Config, todo: list) -> None:
     choose_each = [f"{tuned(n)}={lr_candidates(n)}" for n in names]
     t2 = [n for n in names if {"t2", "peer"} & tags[n]]
     var = [n for n in names if {"var", "combo", "o"} & tags[n]]
-    refs = REFERENCES
+    refs = cfg.references
     report(runs, out / "table2-paper-lr", f"{ds}: Table 2 analog and today's peers, paper lr {PAPER_LR}",
            t2 + refs, ["baseline", "climd"], [])
     report(runs, out / "table2-tuned-lr", f"{ds}: Table 2 analog and today's peers, lr chosen per replicate on validation",
@@ -290,6 +304,7 @@ def main() -> None:
 
     for ds in args.datasets:
         (EXTRA[ds] if ds in EXTRA else run_dataset)(ds, cfg)
+    slowest()
 
 
 if __name__ == "__main__":
