@@ -51,19 +51,19 @@ demo-run:
 	$(DEMO) report --run demo --reference baseline --title "ROSMAP (embedded demo)"
 	@echo; cat $(DEMO_CACHE)/demo/report/report.md
 
-# Reproduction of the paper's tables on our data sets (scripts/reproduce.sh calls only the CLI;
-# resumable: a rerun skips finished cells). Results go to results/; see README "Results".
-DATASETS ?= brca kipan lgg rosmap derm7pt cfcml
-RUN_CLIMD := PATH="$(abspath $(BIN)):$$PATH"
+# Reproduction of the paper's tables on our data sets at 10 replicates (scripts/reproduce.py calls only
+# the CLI; resumable: a rerun skips finished cells). Results go to results/; see README "Results".
+DATASETS ?= brca kipan lgg rosmap derm7pt cfcml table3
+RUN_CLIMD := CLIMD="$(abspath $(CLIMD))"
 reproduce: install
-	$(RUN_CLIMD) scripts/reproduce.sh $(DATASETS)
+	$(RUN_CLIMD) $(BIN)/python scripts/reproduce.py $(DATASETS)
 
 reproduce-%: install
-	$(RUN_CLIMD) scripts/reproduce.sh $*
+	$(RUN_CLIMD) $(BIN)/python scripts/reproduce.py $*
 
-# One seed, 4 epochs, every code path, a few minutes; outputs under cache/quick (part of `make test`).
+# 2 replicates, 4 epochs, every code path, a few minutes; outputs under cache/quick (part of `make test`).
 reproduce-quick: install
-	$(RUN_CLIMD) CLIMD_CACHE=cache/quick RESULTS=cache/quick/results scripts/reproduce.sh --quick brca derm7pt cfcml
+	$(RUN_CLIMD) CLIMD_CACHE=cache/quick RESULTS=cache/quick/results $(BIN)/python scripts/reproduce.py --quick brca derm7pt cfcml table3
 
 # Wall time and peak memory per stage (CPU, and GPU when there is one).
 bench: install

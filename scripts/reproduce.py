@@ -309,4 +309,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    main()
+    import reproduce   # one module object for this file and reproduce_extra (shared call timings)
+
+    reproduce.main()
