@@ -1,5 +1,5 @@
-"""`make reproduce-quick` as a test: every code path of scripts/reproduce.sh (one seed, 4 epochs),
-the tables, plots and validation choices it must produce, and a rerun that rebuilds nothing."""
+"""`make reproduce-quick` as a test: every code path of scripts/reproduce.py (2 replicates, 4 epochs),
+the tables, choices and plots it must produce, and a rerun that rebuilds nothing."""
 import json
 import os
 import subprocess
@@ -12,15 +12,15 @@ import pytest
 from .conftest import ROOT, shared
 
 pytestmark = pytest.mark.slow
-DATASETS = ["brca", "derm7pt", "cfcml"]
+DATASETS = ["brca", "derm7pt", "cfcml", "table3"]
 
 
 def _run(tmp_path):
     climd = Path(sys.executable).parent / "climd"
     assert climd.exists(), f"{climd} missing: install the project (make install)"
     env = {**os.environ, "CLIMD": str(climd), "CLIMD_CACHE": str(tmp_path / "cache"),
-           "RESULTS": str(tmp_path / "results"), "SHARED": str(shared())}
-    return subprocess.run(["bash", "scripts/reproduce.sh", "--quick", *DATASETS], cwd=ROOT, env=env,
+           "RESULTS": str(tmp_path / "results"), "SHARED": str(shared()), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "scripts/reproduce.py", "--quick", *DATASETS], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=3600)
 
 
@@ -30,26 +30,36 @@ def _artifact_times(cache: Path) -> dict:
 
 def test_reproduce_quick_then_rerun(tmp_path):
     first = _run(tmp_path)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-4000:]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-4000:]
     res = tmp_path / "results"
     for ds, tables in {"brca": ["table2-paper-lr", "table2-tuned-lr", "variants-paper-lr", "variants-tuned-lr",
-                                "table4-paper-lr", "table4-steps-paper-lr", "table4-tuned-lr", "gamma-paper-lr"],
-                       "derm7pt": ["table2-paper-lr", "table4-paper-lr", "pretrained-vs-random"]}.items():
+                                "verdict", "table4-paper-lr", "table4-steps-paper-lr", "table4-tuned-lr",
+                                "gamma-paper-lr"],
+                       "derm7pt": ["table2-paper-lr", "verdict", "table4-paper-lr", "pretrained-vs-random"],
+                       "table3": ["rosmap"], "cfcml": ["dermnm/models", "dermnm/ablation"]}.items():
         for table in tables:
             md = (res / ds / table / "report.md").read_text()
-            assert "| variant | n |" in md and "Produced by: `climd report" in md
-        for plot in ("class-mix.png", "recall-paper-lr.png", "recall-tuned-lr.png"):
+            assert "| variant | n |" in md and "Produced by: `climd report" in md, (ds, table)
+    for ds in ("brca", "derm7pt"):
+        for plot in ("class-mix.png", "recall-paper-lr.png"):
             assert (res / ds / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
-    # every variant the validation split chose is what the tuned table reports, and nothing else
-    chosen = json.loads((res / "brca" / "selection.json").read_text())
-    tuned = pd.read_csv(res / "brca" / "table2-tuned-lr" / "report.csv")
-    for method in ("baseline", "climd", "climd+steps", "baseline+smote", "baseline+wce"):
-        assert chosen[method]["split"] == "valid" and chosen[method]["chosen"] in set(tuned.variant)
+    # every "tuned" or "best" row was chosen per replicate on validation, and the choice is listed
+    verdict = json.loads((res / "brca" / "verdict" / "report.json").read_text())
+    chosen = pd.read_csv(res / "brca" / "verdict" / "chosen.csv")
+    assert {"climd-best", "noncurriculum-best", "baseline@tuned"} <= set(chosen["name"])
+    assert len(chosen[chosen["name"] == "climd-best"]) == 2                 # one choice per replicate
+    assert all(not c.startswith("climd.random") for c in chosen[chosen["name"] == "climd-best"]["chosen"])
+    paired = pd.read_csv(res / "brca" / "verdict" / "paired_vs_noncurriculum-best.csv")
+    assert {"ci_low_f1_macro", "p_t_f1_macro", "p_wilcoxon_f1_macro", "p_holm_f1_macro"} <= set(paired.columns)
+    assert paired["test"].iloc[0] == "nadeau-bengio"                     # replicates are resplits
+    assert verdict["runs"] == ["brca-r0", "brca-r1"]
     table2 = pd.read_csv(res / "brca" / "table2-paper-lr" / "report.csv")
-    assert {"baseline", "climd", "baseline+vae", "logreg", "smote-logreg"} <= set(table2.variant)
+    assert {"baseline", "climd", "baseline+la", "baseline+smote", "logreg-balanced"} <= set(table2.variant)
+    table3 = pd.read_csv(res / "table3" / "rosmap" / "report.csv")
+    assert {f"{m}:{c}@tuned" for m in ("early-fusion", "multid", "dmib") for c in ("none", "climd", "random")} \
+        == set(table3.variant)
     models = pd.read_csv(res / "cfcml" / "dermnm" / "models" / "report.csv")
-    assert len(models) == 4 and any(v.startswith("cfcml:climd@") for v in models.variant)
-    assert len(pd.read_csv(res / "cfcml" / "dermnm" / "ablation" / "report.csv")) == 3
+    assert len(models) == 4 and "cfcml:climd@tuned" in set(models.variant)
     # resumable: a rerun reuses every artifact
     before = _artifact_times(tmp_path / "cache")
     second = _run(tmp_path)
