@@ -53,7 +53,10 @@ def _write(out, trained: Artifact, enc: Artifact, split: str) -> dict:
                         fix="rerun `climd encode` with --val-fraction" if split == "valid" else None)
     proba = predict(trained, feats, rows)
     y = feats.labels[rows]
-    result = metrics.compute(y, proba, feats.class_names)
+    counts = np.asarray(enc.summary.get("train_class_counts") or feats.counts("train"))
+    # two classes: the training split's minority is "positive" (as in `climd report`; a tie: class 1)
+    positive = (0 if counts[0] < counts[1] else 1) if len(feats.class_names) == 2 else None
+    result = metrics.compute(y, proba, feats.class_names, positive=positive)
     table = {"id": feats.ids[rows], "true": [feats.class_names[c] for c in y],
              "pred": [feats.class_names[c] for c in proba.argmax(1)],
              **{f"p_{name}": proba[:, c] for c, name in enumerate(feats.class_names)}}
