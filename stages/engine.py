@@ -275,6 +275,7 @@ class Group:
         for idx, fn in self.loss_groups:                  # losses whose prior is the epoch's class mix
             if getattr(fn, "needs_epoch_counts", False):
                 fn.set_epoch_counts(pool_counts if idx is None else pool_counts[idx.cpu().numpy()])
+        _record_batches(epoch, members, plans)
         sizes = [len(b) for b in plans[0]]
         rows = np.stack([np.concatenate(p) for p in plans]) + self.offset[:, None]
         flat_rows = torch.as_tensor(rows.reshape(-1), device=self.device)
@@ -421,6 +422,16 @@ def _gpu_peak_mb(device: str) -> float | None:
     import torch
 
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def _record_batches(epoch: int, members: list, plans: list) -> None:
+    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines."""
+    path = os.environ.get("CLIMD_DEBUG_BATCHES")
+    if path:
+        with open(path, "a") as fh:
+            for m, plan in zip(members, plans):
+                fh.write(json.dumps({"run": m.store.run, "seed": m.seed, "epoch": epoch,
+                                     "batches": [b.tolist() for b in plan]}) + "\n")
 
 
 def debug_sleep() -> None:

@@ -254,3 +254,31 @@ def test_example_trains_on_the_schedules_epochs(run_dir, tmp_path):
         assert sorted(seen[str(t)]) == sorted(_lines(run_dir / "schedule" / f"epoch_{t:04d}.txt"))
         assert seen[str(t)] == expected[t - 1]
     assert "test accuracy" in out.stdout
+
+
+def test_the_sampler_yields_the_batches_climd_train_trains_on(tmp_path, monkeypatch):
+    """Pinning test: `climd train --seed 3` (curriculum climd, batch 16, both budgets) records the
+    batches its engine draws; CurriculumBatchSampler with the same seed yields exactly those."""
+    import json
+
+    from climd_cli.app import app
+    from typer.testing import CliRunner
+
+    from stages.sampler import CurriculumBatchSampler
+
+    cache = tmp_path / "c"
+    for args in (["encode"], ["score", "--probe-epochs", "20"], ["fit-dist"], ["schedule", "--epochs", "6"]):
+        assert CliRunner().invoke(app, [*args, "--run", "pin", "--cache-dir", str(cache)]).exit_code == 0
+    for budget in ("epochs", "steps"):
+        log = tmp_path / f"batches-{budget}.jsonl"
+        monkeypatch.setenv("CLIMD_DEBUG_BATCHES", str(log))
+        r = CliRunner().invoke(app, ["train", "--run", "pin", "--cache-dir", str(cache), "--seed", "3",
+                                     "--batch-size", "16", "--budget", budget, "--jobs", "1"])
+        assert r.exit_code == 0, r.output
+        monkeypatch.delenv("CLIMD_DEBUG_BATCHES")
+        trained = [json.loads(line)["batches"] for line in log.read_text().splitlines()]
+        sampler = CurriculumBatchSampler.from_run("pin", cache_dir=cache, seed=3, batch_size=16, budget=budget)
+        assert len(trained) == sampler.epochs_ == 6
+        for t, batches in enumerate(trained, start=1):
+            sampler.set_epoch(t)
+            assert [list(b) for b in sampler] == batches, (budget, t)
