@@ -52,8 +52,12 @@ def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: Encode
                        "fingerprint": files_fingerprint([f for f in ds.files if Path(f).resolve() != split])}}
     if split:
         inputs["split_file"] = {"path": str(data_opts.split_file), "fingerprint": file_sha256(split)}
+    from .store import without_defaults
+
+    key_params = {**params, "data": without_defaults(data_opts.as_params(), DataOptions().as_params())}
     return store.build(STAGE, STAGE, VERSION, params, inputs,
-                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force)
+                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
+                       key_params=key_params)
 
 
 def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:

@@ -228,15 +228,17 @@ class RunStore:
                           "inputs": {r: v.get("key") or v.get("fingerprint") for r, v in inputs.items()}})
 
     def begin(self, name: str, stage: str, version: int, params: Mapping, inputs: Mapping[str, dict],
-              force: bool = False) -> "Ticket":
+              force: bool = False, key_params: Mapping | None = None) -> "Ticket":
         """Start building ``name``: a ticket that is already done when a matching artifact exists
-        (``ticket.reused``), else carries the key and provenance for :meth:`Ticket.commit`."""
+        (``ticket.reused``), else carries the key and provenance for :meth:`Ticket.commit`.
+
+        ``key_params`` (default ``params``) is what the key hashes; meta.json records ``params``."""
         for part in name.split("/"):
             check_name(part, "artifact name")
         parent = self.path(name).parent
         if parent.is_dir():
             sweep_leftovers(parent, recursive=False)   # dead writers' temporary folders, reused or not
-        key = self.key_for(stage, version, params, inputs)
+        key = self.key_for(stage, version, params if key_params is None else key_params, inputs)
         if not force:
             reusable = self._reusable(name, key)
             if reusable is not None:
@@ -245,14 +247,14 @@ class RunStore:
 
     def build(self, name: str, stage: str, version: int, params: Mapping, inputs: Mapping[str, dict],
               produce: Callable[[Path], dict], force: bool = False,
-              incremental: bool = False) -> tuple[Artifact, bool]:
+              incremental: bool = False, key_params: Mapping | None = None) -> tuple[Artifact, bool]:
         """Reuse ``name`` if its key matches, else run ``produce(dir) -> summary`` and record it.
 
         ``inputs`` maps a role to ``Artifact.ref()`` or ``{"fingerprint": ..., "path": ...}``.
         Returns (artifact, reused). With ``incremental`` the producer works in the final
         directory (so it can resume from checkpoints) and ``meta.json`` marks completion.
         """
-        ticket = self.begin(name, stage, version, params, inputs, force)
+        ticket = self.begin(name, stage, version, params, inputs, force, key_params)
         if ticket.reused:
             return ticket.artifact, True
         path = self.path(name)
@@ -354,6 +356,13 @@ def _hash_outputs(directory: Path) -> dict:
             continue
         out[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
     return out
+
+
+def without_defaults(params: Mapping, defaults: Mapping, keep: tuple = ()) -> dict:
+    """The parameters that differ from their defaults (plus ``keep``): what a key should hash, so an
+    option added later with a default that keeps the old behaviour leaves existing keys valid (a
+    changed default is a stage version bump)."""
+    return {k: v for k, v in params.items() if k in keep or k not in defaults or v != defaults[k]}
 
 
 def _empty_dir(path: Path) -> None:

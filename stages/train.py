@@ -16,7 +16,7 @@ from . import losses, metrics, pacing, reference, resample, schedule
 from .errors import StaleArtifactError, UsageError, check_choices
 from .names import check_name
 from .replicas import Replica
-from .store import Artifact, RunStore, run_for_seed
+from .store import Artifact, RunStore, run_for_seed, without_defaults
 
 STAGE, VERSION = "train", 2
 CURRICULA = ("none",) + pacing.PACINGS
@@ -129,7 +129,9 @@ def prepare(store: RunStore, opts: TrainOptions, seed: int, variant: str | None 
     params = {**{k: v for k, v in asdict(opts).items() if k != "device"}, "epochs": epochs, "seed": seed}
     if opts.model in reference.MODELS:
         params = {k: params[k] for k in ("model", "curriculum", "seed")}
-    ticket = store.begin(artifact_name(variant, seed), STAGE, VERSION, params, inputs, force=force)
+    key_params = without_defaults(params, asdict(TrainOptions()), keep=("model", "curriculum", "epochs", "seed"))
+    ticket = store.begin(artifact_name(variant, seed), STAGE, VERSION, params, inputs, force=force,
+                         key_params=key_params)
     if ticket.reused:
         return ticket.artifact
     return Replica(store, variant, seed, opts, ticket, enc, sched, epochs, command, force=force)

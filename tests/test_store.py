@@ -145,3 +145,20 @@ def test_bad_run_name(tmp_path):
 
     with pytest.raises(UsageError):
         RunStore(tmp_path, "../escape")
+
+
+def test_keys_ignore_options_at_their_defaults(tmp_path):
+    """An option added later with its default value keeps the old key; a non-default value changes it."""
+    from stages.store import without_defaults
+
+    store = RunStore(tmp_path, "r")
+    old, _ = store.build("a", "a", 1, {"lr": 1.0}, {}, _producer("x", []), key_params={"lr": 1.0})
+    grown = {"lr": 1.0, "new_option": "default"}
+    same = without_defaults(grown, {"lr": 0.5, "new_option": "default"})
+    assert same == {"lr": 1.0}
+    again, reused = store.build("a", "a", 1, grown, {}, _producer("y", []), key_params=same)
+    assert reused and again.key == old.key
+    assert again.meta["params"] == {"lr": 1.0}                     # what the reused artifact recorded
+    changed = without_defaults({"lr": 1.0, "new_option": "other"}, {"lr": 0.5, "new_option": "default"})
+    _, reused = store.build("a", "a", 1, {"lr": 1.0, "new_option": "other"}, {}, _producer("z", []), key_params=changed)
+    assert not reused
