@@ -184,7 +184,7 @@ def run_local(grid: Grid, cache_dir: Path | str | None, force: bool = False, job
         build_upstream(cache, run, grid.upstream_for(run))
     todo = plan(grid, cache, force, check_upstream=False)
     log.info("sweep %s: %s", grid.name, todo.summary())
-    entry = {"executor": "local", "time": _now(), "host": socket.gethostname(), "to_train": len(todo.todo)}
+    entry = {"executor": "local", "time": now(), "host": socket.gethostname(), "to_train": len(todo.todo)}
     try:
         # every cell: run_many reuses the fresh ones, and their evaluation may still be missing
         outcome = train_cells(cache, grid.cells, force, jobs, cadence, progress, grid.evaluate)
@@ -205,12 +205,20 @@ def run_task(spec: dict) -> dict:
     from . import threads
 
     threads.configure()                    # SLURM_CPUS_PER_TASK, before torch starts its pools
+    if not log.handlers:                   # a fresh interpreter: climd's log lines go to the task's .err log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     cache = Path(spec["cache_dir"])
     if spec["kind"] == "upstream":
         invocations = [(spec["stage"], opts) for opts in spec["invocations"]]
         return {"kind": "upstream", "built": build_upstream(cache, spec["run"], invocations, spec.get("force", False))}
+    from .engine import Cadence
+
     cells = [Cell.from_dict(c) for c in spec["cells"]]
-    return {"kind": "train", **train_cells(cache, cells, spec.get("force", False), 1, None, None,
+    cadence = Cadence(**spec["cadence"]) if spec.get("cadence") else None
+    return {"kind": "train", **train_cells(cache, cells, spec.get("force", False), 1, cadence, None,
                                            spec.get("evaluate", []))}
 
 
@@ -242,7 +250,7 @@ def write_record(grid: Grid, cache_dir: Path, entry: dict) -> Path:
         previous = []
     record = {"format": FORMAT, "name": grid.name, "grid_file": str(grid.path.resolve()),
               "grid": json.loads(json.dumps(grid.raw, default=str)), "cache_dir": str(cache_dir),
-              "evaluate": grid.evaluate, "updated": _now(), "cells": [c.as_dict() for c in grid.cells],
+              "evaluate": grid.evaluate, "updated": now(), "cells": [c.as_dict() for c in grid.cells],
               "submissions": previous + [entry]}
     atomic_write_json(path, record)
     return path
@@ -264,5 +272,5 @@ def find_record(cache_dir: Path | str | None, name: str, run_pattern: str | None
     return found[0]
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
