@@ -52,6 +52,7 @@ def _train_kinds() -> dict[str, tuple[str, str]]:
 
 
 TRAIN = _train_kinds()
+_FLAG = {name: flag for flag, (name, _) in TRAIN.items()}
 
 
 @dataclass
@@ -204,7 +205,8 @@ def load_grid(path: Path | str) -> Grid:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         raise UsageError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})",
-                         fix="check the indentation and quoting (see examples/grids/)") from None
+                         fix="check the indentation and quoting: inside [...] or {...}, quote values with {seed} "
+                                 "(\"brca-s{seed}\"); see examples/grids/") from None
     w = _Where(path, lines)
     if not isinstance(raw, dict):
         w.fail((), "a grid is a YAML mapping with the keys runs, seeds and train",
@@ -212,8 +214,8 @@ def load_grid(path: Path | str) -> Grid:
     for key in raw:
         if key not in TOP:
             w.unknown((), key, TOP, "key")
-    for key in ("runs", "train"):
-        if raw.get(key) in (None, [], {}):
+    for key in ("runs", "train"):               # train: {} is one option set: the defaults
+        if raw.get(key) in (None, [], "") or key == "runs" and raw[key] == {}:
             w.fail((key,), "is missing or empty", fix="see `climd sweep --help` for the grid format")
     name = raw.get("name", path.stem)
     try:
@@ -341,12 +343,11 @@ def _cells(value, grid: Grid, w: _Where) -> list[Cell]:
             try:
                 opts = TrainOptions(**combo)
                 opts.check()
-                variant = opts.variant_name() if variant_template is None else \
-                    variant_template.format_map({k.replace("_", "-"): _show(v) for k, v in combo.items()})
+                variant = opts.variant_name() if variant_template is None else _variant(variant_template, opts)
                 check_name(variant, "variant name")
-            except (ClimdError, KeyError, ValueError) as exc:
-                shown = ", ".join(f"{k.replace('_', '-')}={_show(v)}" for k, v in combo.items())
-                w.fail(keys, f"{getattr(exc, 'message', None) or exc!r} (options: {shown or 'defaults'})",
+            except (ClimdError, ValueError) as exc:
+                shown = ", ".join(f"{_FLAG[k]}={_show(v)}" for k, v in combo.items())
+                w.fail(keys, f"{getattr(exc, 'message', None) or exc} (options: {shown or 'defaults'})",
                        getattr(exc, "fix", None) or "variant may use {option} placeholders, e.g. base@lr{lr}")
             for template in grid.runs:
                 for s in grid.seeds:
@@ -387,6 +388,14 @@ def _train_value(flag: str, kind: str, value):
             raise ValueError(f"expected a mapping like {{hidden: 128}}, got {value!r}")
         return {str(k): v for k, v in value.items()}
     return coerce(kind, value)
+
+
+def _variant(template: str, opts: TrainOptions) -> str:
+    values = {flag: _show(getattr(opts, name)) for flag, (name, _) in TRAIN.items() if name != "variant"}
+    try:
+        return template.format_map(values)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ValueError(f"variant {template!r}: unknown placeholder {exc}") from None
 
 
 def _show(v) -> str:

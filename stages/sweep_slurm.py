@@ -232,6 +232,8 @@ def submit_sweep(grid: Grid, cache_dir, options: SlurmOptions, cells_per_task: i
                  env: Mapping[str, str] | None = None, cluster: str = "slurm", log_dir: Path | None = None,
                  force: bool = False, cadence=None) -> tuple[dict, list[Submitted]]:
     """Plan, submit and record a sweep: (the sweep.json entry, the submitted arrays)."""
+    if cluster == "slurm":
+        check_slurm(env)                   # before planning: say at once that this machine cannot submit
     p, job_arrays, busy = prepare_submission(grid, cache_dir, cells_per_task, force, cadence=cadence)
     folder = Path(log_dir).resolve() if log_dir else sweep_dir(p.cache_dir, grid.first_run, grid.name) / LOGS
     entry = {"executor": "slurm", "cluster": cluster, "time": now(), "host": socket.gethostname(),
@@ -261,6 +263,9 @@ def job_states(job_ids: list[str], folder: Path | str | None = None) -> dict[str
     """SLURM state of each job (``sacct`` through submitit); {} when SLURM is absent or says nothing."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
+    quiet = logging.getLogger("submitit")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)            # no "Bypassing sacct error" warning when SLURM cannot answer
     try:
         import submitit
 
@@ -269,6 +274,8 @@ def job_states(job_ids: list[str], folder: Path | str | None = None) -> dict[str
     except Exception as exc:                 # SLURM answers badly: states are unknown, not an error
         log.debug("no SLURM job states: %s", exc)
         return {}
+    finally:
+        quiet.setLevel(level)
 
 
 def active_cells(path: Path) -> set[str]:
