@@ -13,9 +13,9 @@ SLURM, PERF, RUN = "SLURM (--executor slurm)", "Performance", "Executor"
 EPILOG = """
 Examples:
 
-  climd sweep examples/grids/rosmap-table2.yaml               # train every cell that is not fresh, here
+  climd sweep examples/grids/rosmap-table2-lr.yaml               # train every cell that is not fresh, here
 
-  climd sweep examples/grids/rosmap-table2.yaml --jobs 2      # ... in 2 worker processes
+  climd sweep examples/grids/rosmap-table2-lr.yaml --jobs 2      # ... in 2 worker processes
 
   climd sweep examples/grids/brca-table2.yaml --executor slurm --slurm-partition gpu \\
       --slurm-time 2:00:00 --slurm-cpus 4 --slurm-gpus 1 --dry-run   # print the job arrays

@@ -239,3 +239,39 @@ def test_the_slurm_submission_runs_the_task_function_and_writes_what_local_write
     # everything is fresh now: a resubmission has nothing to submit
     r = cli("sweep", tmp_path / "grid.yaml", "--executor", "slurm", "--dry-run")
     assert r.exit_code == 0 and "nothing to submit" in r.stdout and "4 fresh, 0 to train" in r.stdout
+
+
+def test_upstream_stages_run_before_training_and_are_then_known_fresh(cli, cache, tmp_path):
+    """The local executor builds encode ... schedule, then trains; afterwards the SLURM planner sees
+    every stage as done (is_done agrees with the stages' own reuse) and has nothing to submit."""
+    grid = write(tmp_path, "name: whole\nruns: new\nseeds: 0-1\nencode: {val-fraction: 0.2}\n"
+                           "score: [{probe-epochs: 5}, {probe-epochs: 5, folds: 2, tag: oof}]\nfit-dist: {}\n"
+                           "schedule: [{epochs: 2}, {epochs: 2, score-tag: oof, tag: oof}]\n"
+                           "train: {curriculum: climd, schedule-tag: [null, oof]}\nevaluate: {splits: valid}\n")
+    r = cli("sweep", grid, "--json")
+    assert r.exit_code == 0, r.output
+    assert sorted(json.loads(r.stdout)["trained"]) == sorted(f"new/{v}/seed{s}" for v in ("climd", "climd.oof") for s in (0, 1))
+    run = cache / "new"
+    meta = json.loads((run / "schedule.oof" / "meta.json").read_text())
+    assert meta["inputs"]["score"]["artifact"] == "score.oof" and meta["command"] == \
+        "climd schedule --run new --epochs 2 --score-tag oof --tag oof"
+    r = cli("sweep", grid, "--executor", "slurm", "--dry-run", "--json")
+    out = json.loads(r.stdout)
+    assert out["arrays"] == [] and out["plan"] == "4 cells: 4 fresh, 0 to train"
+    r = cli("status", "--run", "new", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["counts"] == {"fresh": 6 + 4 + 4}   # upstream, train, eval-valid
+    # a changed option of one stage: only that run's stage and what follows it are planned again
+    grid.write_text(grid.read_text().replace("fit-dist: {}", "fit-dist: {gamma: 0.5}"))
+    arrays = json.loads(cli("sweep", grid, "--executor", "slurm", "--dry-run", "--json").stdout)["arrays"]
+    assert [a["stage"] for a in arrays] == ["fit-dist", "schedule", "train"]
+
+
+def test_example_grids_are_valid():
+    counts = {p.stem: len(load_grid(p).cells) for p in (ROOT / "examples" / "grids").glob("*.yaml")}
+    assert counts == {"brca-table2": 60, "brca-table4": 85, "rosmap-table2-lr": 160}
+
+
+@pytest.mark.parametrize("command", ["sweep", "status"])
+def test_help_has_examples(cli, command):
+    r = cli(command, "--help")
+    assert r.exit_code == 0 and "Examples" in r.stdout and f"climd {command}" in r.stdout
