@@ -9,6 +9,7 @@ one program), and both record what they did in ``<cache>/<first run>/sweeps/<nam
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import atomic_write_json
-from .errors import ClimdError, MissingArtifactError, StaleArtifactError, UsageError
+from .errors import ClimdError, InterruptedRun, MissingArtifactError, StaleArtifactError, UsageError
 from .store import Artifact, RunStore, default_cache_dir, set_command_line
 from .sweep_grid import Cell, Grid
 from .sweep_stages import is_done, run_upstream, upstream_command
@@ -141,12 +142,18 @@ def train_cells(cache_dir: Path | str, cells: list[Cell], force: bool = False, j
         tasks = [(RunStore(cache_dir, c.run), c.train_options(), c.seed, c.variant) for c in group]
         try:
             done = train.run_many(tasks, force, jobs, cadence, [c.command() for c in group], progress)
+        except InterruptedRun:
+            raise                          # Ctrl-C / SIGTERM: checkpoints are written, stop here
         except ClimdError as exc:
             errors.append(exc)
             continue
         for r in done:
             cell = group[r["task"]]
             results[cell.key] = {"cell": cell.key, "path": str(r["artifact"].path), "reused": r["reused"]}
+            if not r["reused"]:
+                summary = r["artifact"].summary
+                log.info("trained %s in %.1f s (final loss %s) -> %s", cell.key, summary.get("seconds", 0),
+                         summary.get("final_loss"), r["artifact"].path)
     evaluated = _evaluate(cache_dir, [c for c in cells if c.key in results], evaluate, force, errors)
     trained = [k for k, r in results.items() if not r["reused"]]
     out = {"trained": trained, "reused": [k for k in results if k not in trained],
@@ -180,6 +187,33 @@ def run_local(grid: Grid, cache_dir: Path | str | None, force: bool = False, job
     """``--executor local``: the stages before training (reused when fresh), then every cell that is
     not fresh, then evaluation; recorded in sweep.json. Returns the record's entry for this run."""
     cache = Path(cache_dir or default_cache_dir()).resolve()
+    with _log_file(sweep_dir(cache, grid.first_run, grid.name) / LOGS / f"local-{now().replace(':', '')}.log"):
+        return _run_local(grid, cache, force, jobs, cadence, progress)
+
+
+@contextlib.contextmanager
+def _log_file(path: Path):
+    """climd's log lines (INFO and up) also go to the sweep's logs folder (-q quiets only the console)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    saved, level = [(h, h.level) for h in log.handlers], log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        for h, h_level in saved:
+            h.setLevel(max(h_level, log.getEffectiveLevel()))
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield path
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(level)
+        for h, h_level in saved:
+            h.setLevel(h_level)
+
+
+def _run_local(grid: Grid, cache: Path, force: bool, jobs: int, cadence, progress) -> dict:
     for run in grid.run_seeds():
         build_upstream(cache, run, grid.upstream_for(run))
     todo = plan(grid, cache, force, check_upstream=False)

@@ -1,16 +1,6 @@
 """The grid of a sweep, read from YAML: runs x train option sets x seeds, plus (optionally) the stages
-before training and the evaluation after it. One *cell* = (run, train option set, seed) = one train
-artifact ``<run>/train/<variant>/seed<k>/``.
-
-    name: brca-table2                  # optional: the sweep's name (default: the file name)
-    runs: brca-s{seed}                 # a run, a template ({seed}: split k with seed k) or a list
-    seeds: 0-4                         # 0-4 | 0,2,5 | [0, 1, 2] | 3
-    encode: {data: ../data/brca, split-file: ../data/splits/brca/seed{seed}.csv}
-    schedule: {epochs: 100}            # a mapping, or a list of them (one invocation each)
-    train:                             # one option set, or a list; a list value expands (product)
-      - {curriculum: none, lr: [5e-5, 1e-3]}
-      - {curriculum: climd}
-    evaluate: {splits: [test]}
+before training and the evaluation after it (format: ``climd sweep --help``, examples/grids/). One
+*cell* = (run, train option set, seed) = one train artifact ``<run>/train/<variant>/seed<k>/``.
 
 Every mistake is one :class:`UsageError` naming the file, the line and the key, with the closest
 valid key for a typo.

@@ -159,6 +159,8 @@ def test_local_sweep_trains_the_missing_cells_and_a_rerun_trains_nothing(cli, ro
     record = json.loads((ros / "sweeps" / "small" / "sweep.json").read_text())
     assert len(record["cells"]) == 6 and [s["executor"] for s in record["submissions"]] == ["local"] * 3
     assert record["grid"]["seeds"] == "0-2" and record["submissions"][-1]["trained"] == ["ros/baseline+wce/seed2"]
+    logs = "".join(p.read_text() for p in (ros / "sweeps" / "small" / "logs").glob("local-*.log"))
+    assert "trained ros/baseline+wce/seed2" in logs
 
 
 # -- SLURM -------------------------------------------------------------------------------------------
@@ -275,3 +277,21 @@ def test_example_grids_are_valid():
 def test_help_has_examples(cli, command):
     r = cli(command, "--help")
     assert r.exit_code == 0 and "Examples" in r.stdout and f"climd {command}" in r.stdout
+
+
+def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path, monkeypatch):
+    """Two writers must not train one folder: cells of a pending/running SLURM task are skipped."""
+    from stages import sweep_slurm
+    from stages.sweep import write_record
+
+    grid = load_grid(write(tmp_path, GRID))
+    tasks = [{"task": 0, "job_id": "77_0", "does": ["ros/baseline/seed0", "ros/baseline/seed1"]},
+             {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]}]
+    write_record(grid, ros.parent, {"executor": "slurm", "cluster": "slurm",
+                                    "arrays": [{"stage": "train", "job_id": "77", "tasks": tasks}]})
+    monkeypatch.setattr(sweep_slurm, "job_states", lambda ids, folder=None: {"77_0": "RUNNING", "77_1": "FAILED"})
+    plan, arrays, busy = sweep_slurm.prepare_submission(grid, ros.parent)
+    assert busy == ["ros/baseline/seed0", "ros/baseline/seed1"]
+    assert sorted(k for a in arrays for t in a.labels() for k in t) == sorted(
+        ["ros/baseline/seed2"] + [f"ros/baseline+wce/seed{s}" for s in range(3)])
+    assert len(sweep_slurm.prepare_submission(grid, ros.parent, force=True)[0].todo) == 6
