@@ -200,14 +200,15 @@ def cell_state(get_store, cell) -> tuple[str, str]:
     return row["state"], row["detail"]
 
 
-def sweep_status(cache_dir, record: dict, grid=None) -> list[dict]:
-    """Cells of a sweep record (or of ``grid``, when given), with the SLURM state of their jobs."""
+def sweep_status(cache_dir, record: dict, grid=None, env=None) -> list[dict]:
+    """Cells of a sweep record (or of ``grid``, when given), with the SLURM state of their jobs
+    (``env``: the environment sacct runs with; default this process's)."""
     from .sweep_grid import Cell
     from .sweep_slurm import job_states, latest_jobs
 
     cells = grid.cells if grid is not None else [Cell.from_dict(c) for c in record.get("cells", [])]
     evaluate = grid.evaluate if grid is not None else record.get("evaluate", [])
     jobs = latest_jobs(record)
-    slurm = {v["job_id"]: v.get("log_dir") for v in jobs.values() if v.get("cluster") == "slurm"}
-    states = job_states(list(slurm), next(iter(slurm.values()), None)) if slurm else {}
+    slurm = [v["job_id"] for v in jobs.values() if v.get("cluster") == "slurm"]
+    states = job_states(list(dict.fromkeys(slurm)), env) if slurm else {}
     return cells_status(cache_dir, cells, evaluate, jobs, states)

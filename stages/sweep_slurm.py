@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -207,10 +208,12 @@ def _wait(jobs: list, stage: str, folder: Path) -> None:
 
 # -- the whole submission ---------------------------------------------------------------------------
 def prepare_submission(grid: Grid, cache_dir, cells_per_task: int | None = None, force: bool = False,
-                       skip_active: bool = True, cadence=None) -> tuple[Plan, list[Array], list[str]]:
+                       skip_active: bool = True, cadence=None, env: Mapping[str, str] | None = None
+                       ) -> tuple[Plan, list[Array], list[str]]:
     """(plan, arrays, cells left out because a job of an earlier submission is still queued or running)."""
     p = plan(grid, cache_dir, force)
-    busy = [] if force or not skip_active else sorted(active_cells(record_path(grid, p.cache_dir)) & {c.key for c in p.todo})
+    busy = [] if force or not skip_active else \
+        sorted(active_cells(record_path(grid, p.cache_dir), env) & {c.key for c in p.todo})
     if busy:
         p.todo = [c for c in p.todo if c.key not in busy]
     return p, arrays(p, cells_per_task, force, cadence), busy
@@ -234,7 +237,7 @@ def submit_sweep(grid: Grid, cache_dir, options: SlurmOptions, cells_per_task: i
     """Plan, submit and record a sweep: (the sweep.json entry, the submitted arrays)."""
     if cluster == "slurm":
         check_slurm(env)                   # before planning: say at once that this machine cannot submit
-    p, job_arrays, busy = prepare_submission(grid, cache_dir, cells_per_task, force, cadence=cadence)
+    p, job_arrays, busy = prepare_submission(grid, cache_dir, cells_per_task, force, cadence=cadence, env=env)
     folder = Path(log_dir).resolve() if log_dir else sweep_dir(p.cache_dir, grid.first_run, grid.name) / LOGS
     entry = {"executor": "slurm", "cluster": cluster, "time": now(), "host": socket.gethostname(),
              "log_dir": str(folder), "plan": p.summary(), "still_queued": busy, "arrays": []}
@@ -259,26 +262,30 @@ def latest_jobs(record: dict) -> dict[str, dict]:
     return out
 
 
-def job_states(job_ids: list[str], folder: Path | str | None = None) -> dict[str, str]:
-    """SLURM state of each job (``sacct`` through submitit); {} when SLURM is absent or says nothing."""
-    if not job_ids or shutil.which("sacct") is None:
+def job_states(job_ids: list[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """SLURM state of each job id (``sacct``, read with submitit's parser; first word, e.g.
+    ``CANCELLED``); {} when SLURM is absent or cannot answer, which is not an error."""
+    path = (env if env is not None else os.environ).get("PATH", "")
+    if not job_ids or shutil.which("sacct", path=path) is None:
         return {}
-    quiet = logging.getLogger("submitit")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)            # no "Bypassing sacct error" warning when SLURM cannot answer
-    try:
-        import submitit
+    from submitit.slurm.slurm import SlurmInfoWatcher
 
-        jobs = [submitit.SlurmJob(folder=folder or ".", job_id=j) for j in dict.fromkeys(job_ids)]
-        return {j.job_id: j.state for j in jobs}
-    except Exception as exc:                 # SLURM answers badly: states are unknown, not an error
+    command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2"]
+    for array in sorted({j.split("_")[0] for j in job_ids}):
+        command += ["-j", array]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.SubprocessError) as exc:
         log.debug("no SLURM job states: %s", exc)
         return {}
-    finally:
-        quiet.setLevel(level)
+    if out.returncode != 0:
+        log.debug("no SLURM job states: sacct says %s", out.stderr.strip()[-300:])
+        return {}
+    info = SlurmInfoWatcher().read_info(out.stdout)
+    return {j: info[j]["State"].split(" ")[0] for j in job_ids if info.get(j, {}).get("State")}
 
 
-def active_cells(path: Path) -> set[str]:
+def active_cells(path: Path, env: Mapping[str, str] | None = None) -> set[str]:
     """Cells whose newest SLURM task is still pending or running (resubmitting them would start a
     second writer on the same folder)."""
     try:
@@ -286,5 +293,5 @@ def active_cells(path: Path) -> set[str]:
     except ClimdError:
         return set()
     slurm = {k: v for k, v in latest.items() if v.get("cluster") == "slurm"}
-    states = job_states([v["job_id"] for v in slurm.values()])
-    return {k for k, v in slurm.items() if states.get(v["job_id"], "").split(" ")[0] in ACTIVE}
+    states = job_states([v["job_id"] for v in slurm.values()], env)
+    return {k for k, v in slurm.items() if states.get(v["job_id"]) in ACTIVE}

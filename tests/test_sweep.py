@@ -289,7 +289,7 @@ def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path
              {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]}]
     write_record(grid, ros.parent, {"executor": "slurm", "cluster": "slurm",
                                     "arrays": [{"stage": "train", "job_id": "77", "tasks": tasks}]})
-    monkeypatch.setattr(sweep_slurm, "job_states", lambda ids, folder=None: {"77_0": "RUNNING", "77_1": "FAILED"})
+    monkeypatch.setattr(sweep_slurm, "job_states", lambda ids, env=None: {"77_0": "RUNNING", "77_1": "FAILED"})
     plan, arrays, busy = sweep_slurm.prepare_submission(grid, ros.parent)
     assert busy == ["ros/baseline/seed0", "ros/baseline/seed1"]
     assert sorted(k for a in arrays for t in a.labels() for k in t) == sorted(
