@@ -160,19 +160,20 @@ class Submitted:
 
 
 def submit_arrays(job_arrays: list[Array], parameters: dict, folder: Path, env: Mapping[str, str] | None = None,
-                  cluster: str = "slurm", name: str = "climd") -> list[Submitted]:
+                  cluster: str = "slurm", name: str = "climd", out: list | None = None) -> list[Submitted]:
     """Submit each array with submitit (``map_array`` over :func:`stages.sweep.run_task`), with
     ``parameters`` (``AutoExecutor.update_parameters``: timeout_min, cpus_per_task, gpus_per_node,
     slurm_partition, slurm_array_parallelism, slurm_additional_parameters ...) and ``env`` as the
     environment of sbatch and of the jobs. On SLURM each array depends on the previous one
-    (``afterok``); on submitit's ``local``/``debug`` clusters it runs after the previous one ended."""
+    (``afterok``); on submitit's ``local``/``debug`` clusters it runs after the previous one ended.
+    ``out`` (optional) receives each submitted array as soon as it is submitted."""
     import submitit
 
     if cluster == "slurm":
         check_slurm(env)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out: list[Submitted] = []
+    out = [] if out is None else out
     with environment(env):
         for array in job_arrays:
             params = {**parameters, "name": f"{name}-{array.stage}"}
@@ -184,8 +185,8 @@ def submit_arrays(job_arrays: list[Array], parameters: dict, folder: Path, env: 
                 jobs = executor.map_array(run_task, array.specs)
             except Exception as exc:          # sbatch refused the job: bad partition, time, account ...
                 raise UsageError(f"sbatch refused the {array.stage} array: {str(exc).strip()[-600:]}",
-                                 fix="check --slurm-partition, --slurm-time, --slurm-cpus, --slurm-gpus and "
-                                     "--slurm-option (`climd sweep ... --dry-run` shows them)") from None
+                                 fix="check that `sbatch` works here, and --slurm-partition, --slurm-time, --slurm-cpus, "
+                                     "--slurm-gpus and --slurm-option (`climd sweep ... --dry-run` shows them)") from None
             tasks = [{"task": i, "job_id": str(j.job_id), "does": labels}
                      for i, (j, labels) in enumerate(zip(jobs, array.labels()))]
             out.append(Submitted(array.stage, str(jobs[0].job_id).split("_")[0], params, tasks, list(jobs)))
@@ -243,9 +244,16 @@ def submit_sweep(grid: Grid, cache_dir, options: SlurmOptions, cells_per_task: i
              "log_dir": str(folder), "plan": p.summary(), "still_queued": busy, "arrays": []}
     if busy:
         log.warning("%d cell(s) left out: a job of an earlier submission still has them (%s ...)", len(busy), busy[0])
-    submitted = submit_arrays(job_arrays, options.parameters(), folder, env, cluster, f"climd-{grid.name}") if job_arrays else []
-    entry["arrays"] = [s.record() for s in submitted]
-    write_record(grid, p.cache_dir, entry)
+    submitted: list[Submitted] = []
+    try:
+        if job_arrays:
+            submit_arrays(job_arrays, options.parameters(), folder, env, cluster, f"climd-{grid.name}", submitted)
+    except ClimdError as exc:
+        entry["error"] = exc.message
+        raise
+    finally:                               # what was submitted is recorded, also when a later array failed
+        entry["arrays"] = [s.record() for s in submitted]
+        write_record(grid, p.cache_dir, entry)
     return entry, submitted
 
 
