@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,13 +141,14 @@ def train_cells(cache_dir: Path | str, cells: list[Cell], force: bool = False, j
     results, errors = {}, []
     for group in by_device.values():
         tasks = [(RunStore(cache_dir, c.run), c.train_options(), c.seed, c.variant) for c in group]
+        started = time.time()
         try:
             done = train.run_many(tasks, force, jobs, cadence, [c.command() for c in group], progress)
         except InterruptedRun:
             raise                          # Ctrl-C / SIGTERM: checkpoints are written, stop here
-        except ClimdError as exc:
+        except ClimdError as exc:          # some replicas failed: the others finished all the same
             errors.append(exc)
-            continue
+            done = _finished(tasks, started)
         for r in done:
             cell = group[r["task"]]
             results[cell.key] = {"cell": cell.key, "path": str(r["artifact"].path), "reused": r["reused"]}
@@ -161,7 +163,24 @@ def train_cells(cache_dir: Path | str, cells: list[Cell], force: bool = False, j
            "paths": {k: r["path"] for k, r in results.items()}}
     if errors:
         first = errors[0]
-        raise type(first)("; ".join(e.message for e in errors), fix=first.fix)
+        error = type(first)("; ".join(e.message for e in errors), fix=first.fix)
+        error.outcome = out                # what was done all the same, for the record
+        raise error
+    return out
+
+
+def _finished(tasks: list[tuple], since: float) -> list[dict]:
+    """After a failed engine call: the tasks whose artifact is complete (trained now if its meta.json
+    is newer than the call)."""
+    from .train import artifact_name
+
+    out = []
+    for i, (store, _, seed, variant) in enumerate(tasks):
+        try:
+            artifact = store.read(artifact_name(variant, seed))
+        except ClimdError:
+            continue
+        out.append({"task": i, "artifact": artifact, "reused": (artifact.path / "meta.json").stat().st_mtime < since})
     return out
 
 
@@ -223,7 +242,7 @@ def _run_local(grid: Grid, cache: Path, force: bool, jobs: int, cadence, progres
         # every cell: run_many reuses the fresh ones, and their evaluation may still be missing
         outcome = train_cells(cache, grid.cells, force, jobs, cadence, progress, grid.evaluate)
     except ClimdError as exc:
-        entry["error"] = exc.message
+        entry.update(getattr(exc, "outcome", {}), error=exc.message)
         write_record(grid, cache, entry)
         raise
     entry.update(outcome)

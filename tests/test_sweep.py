@@ -295,3 +295,19 @@ def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path
     assert sorted(k for a in arrays for t in a.labels() for k in t) == sorted(
         ["ros/baseline/seed2"] + [f"ros/baseline+wce/seed{s}" for s in range(3)])
     assert len(sweep_slurm.prepare_submission(grid, ros.parent, force=True)[0].todo) == 6
+
+
+def test_one_failing_cell_does_not_stop_the_others(cli, ros, tmp_path):
+    """A cell whose checkpoint is damaged is named (exit 5); every other cell is trained and recorded."""
+    from stages.store import RunStore
+    from stages.train import TrainOptions, prepare
+
+    rep = prepare(RunStore(ros.parent, "ros"), TrainOptions(curriculum="none", epochs=3), 1)
+    rep.path.mkdir(parents=True)
+    (rep.path / "checkpoint.json").write_text(json.dumps({"format": "climd-tensors/1", "tensors": "checkpoint-e00002.safetensors",
+                                                          "sha256": "0" * 64, "bytes": 8, "meta": {"key": rep.ticket.key, "epoch": 2}}))
+    r = cli("sweep", write(tmp_path, GRID))
+    assert r.exit_code == 5 and "ros/baseline/seed1" in r.stderr and "checkpoint" in r.stderr
+    assert len(_mtimes(ros)) == 5 and "train/baseline/seed1" not in _mtimes(ros)
+    entry = json.loads((ros / "sweeps" / "small" / "sweep.json").read_text())["submissions"][-1]
+    assert len(entry["trained"]) == 5 and entry["failed"] == ["ros/baseline/seed1"] and "checkpoint" in entry["error"]
