@@ -141,12 +141,11 @@ class Group:
         by_loss: dict = {}
         for r, m in enumerate(members):
             by_loss.setdefault(m.opts.loss_options(), []).append(r)
-        self.plain_ce = list(by_loss) == [losses.LossOptions()]
         for lopts, rows in by_loss.items():
             counts = np.stack([members[r].unit.full_counts for r in rows])
             fn = losses.make_batched(lopts, counts, first.total_epochs, device)
             idx = None if len(rows) == R else torch.as_tensor(rows, device=device)
-            self.loss_groups.append((idx, fn))
+            self.loss_groups.append((idx, fn, lopts == losses.LossOptions()))
         self._noise_setup()
 
     # -- setup ------------------------------------------------------------------------------------
@@ -272,7 +271,7 @@ class Group:
                 plans.append(order.epoch_batches(gen, pools[r], bs, steps_full if m.opts.budget == "steps" else None))
         names = members[0].unit.class_names
         pool_counts = np.stack([np.bincount(m.unit.y[pools[r]], minlength=len(names)) for r, m in enumerate(members)])
-        for idx, fn in self.loss_groups:                  # losses whose prior is the epoch's class mix
+        for idx, fn, _ in self.loss_groups:               # losses whose prior is the epoch's class mix
             if getattr(fn, "needs_epoch_counts", False):
                 fn.set_epoch_counts(pool_counts if idx is None else pool_counts[idx.cpu().numpy()])
         _record_batches(epoch, members, plans)
@@ -321,13 +320,7 @@ class Group:
         if self.model.manual_backward:
             with torch.no_grad():
                 logits, cache = self.model.forward_train(self.params, x, noise)
-            if self.plain_ce:
-                with torch.no_grad():
-                    per, dlogits = losses.ce_value_and_grad(logits, y)
-            else:
-                logits.requires_grad_(True)
-                per = self._loss(logits, y, epoch, torch)
-                (dlogits,) = torch.autograd.grad(per.sum(), logits)
+            per, dlogits = self._loss_and_grad(logits, y, epoch, torch)
             with torch.no_grad():
                 self.model.backward(self.params, cache, dlogits, self.model.grad_views)
             aux = {}
@@ -343,11 +336,35 @@ class Group:
             self.adam.step(self.model.lr_scale(epoch, [m.opts for m in self.members]))
         return per, aux
 
+    def _loss_and_grad(self, logits, y, epoch: int, torch):
+        """Each replica's loss [R] and d(sum of losses)/d logits, loss group by loss group: plain
+        cross-entropy in closed form, any other loss by autograd on its own slice. The choice is made
+        per group, so a replica's arithmetic does not depend on the losses of its neighbours."""
+        if len(self.loss_groups) == 1:
+            return self._group_loss_and_grad(self.loss_groups[0], logits, y, epoch, torch)
+        per = torch.empty(self.R, dtype=logits.dtype, device=logits.device)
+        dlogits = torch.empty_like(logits)
+        for group in self.loss_groups:
+            idx = group[0]
+            p, d = self._group_loss_and_grad(group, logits.index_select(0, idx), y.index_select(0, idx), epoch, torch)
+            per[idx], dlogits[idx] = p, d
+        return per, dlogits
+
+    def _group_loss_and_grad(self, group, logits, y, epoch: int, torch):
+        _, fn, plain_ce = group
+        if plain_ce:
+            with torch.no_grad():
+                return losses.ce_value_and_grad(logits, y)
+        leaf = logits.detach().requires_grad_(True)
+        per = fn(leaf, y, epoch)
+        (dlogits,) = torch.autograd.grad(per.sum(), leaf)
+        return per.detach(), dlogits
+
     def _loss(self, logits, y, epoch: int, torch):
         if len(self.loss_groups) == 1:
             return self.loss_groups[0][1](logits, y, epoch)
         per = torch.empty(self.R, dtype=logits.dtype, device=logits.device)
-        for idx, fn in self.loss_groups:
+        for idx, fn, _ in self.loss_groups:
             per = per.index_put((idx,), fn(logits.index_select(0, idx), y.index_select(0, idx), epoch))
         return per
 

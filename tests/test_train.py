@@ -381,3 +381,18 @@ def test_force_starts_over_instead_of_resuming(cli, ros, cache):
     cli(*args[:-2], "--variant", "fresh")
     a, b = weights(ros / "train" / "again" / "seed0"), weights(ros / "train" / "fresh" / "seed0")
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_replica_is_the_same_whatever_losses_its_neighbours_use(cli, ros):
+    """Seed 1 with plain CE trained alone, and in one program with replicas using other losses."""
+    cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seed", "1", "--variant", "alone")
+    from stages.store import RunStore
+    from stages.train import TrainOptions, run_many
+
+    store = RunStore(ros.parent, "ros")
+    tasks = [(store, TrainOptions(curriculum="none", epochs=4, loss=loss), 1, f"mixed-{loss}")
+             for loss in ("ce", "wce", "logit-adjusted")]
+    results = run_many(tasks, jobs=1)
+    assert {r["artifact"].summary["replicas_in_program"] for r in results} == {3}
+    a, b = weights(ros / "train" / "alone" / "seed1"), weights(ros / "train" / "mixed-ce" / "seed1")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
