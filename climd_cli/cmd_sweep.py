@@ -46,7 +46,7 @@ def sweep(
     grid: Annotated[Path, typer.Argument(help="The grid file (YAML).", show_default=False)],
     executor: Annotated[str, typer.Option(help="local: train here (batched engine, --jobs processes) | slurm: submit job arrays with submitit.", rich_help_panel=RUN)] = "local",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run (the job arrays, their sbatch parameters and cells per task) and exit.", rich_help_panel=RUN)] = False,
-    jobs: Annotated[int, typer.Option(help="--executor local: worker processes sharing the replicas.", rich_help_panel=PERF)] = 1,
+    jobs: Annotated[str, typer.Option(help="--executor local: worker processes sharing the replicas: auto (as climd train) | N.", rich_help_panel=PERF)] = "auto",
     threads: ThreadsOpt = None,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (0: only by time).", rich_help_panel=PERF)] = 0,
     checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one.", rich_help_panel=PERF)] = 60.0,
@@ -71,8 +71,9 @@ def sweep(
     from stages.sweep_grid import load_grid
 
     check_choices((executor, ("local", "slurm"), "--executor"))
-    if jobs < 1 or checkpoint_every < 0 or checkpoint_seconds <= 0:
-        raise UsageError("--jobs must be >= 1, --checkpoint-every >= 0 and --checkpoint-seconds > 0")
+    n_jobs = None if jobs == "auto" else (int(jobs) if jobs.isdigit() and int(jobs) >= 1 else 0)
+    if n_jobs == 0 or checkpoint_every < 0 or checkpoint_seconds <= 0:
+        raise UsageError("--jobs must be auto or >= 1, --checkpoint-every >= 0 and --checkpoint-seconds > 0")
     slurm_given = [flag for flag, value in (("--slurm-partition", slurm_partition), ("--slurm-time", slurm_time),
                                             ("--slurm-cpus", slurm_cpus), ("--slurm-gpus", slurm_gpus),
                                             ("--slurm-array-parallelism", slurm_array_parallelism),
@@ -80,7 +81,7 @@ def sweep(
                                             ("--log-dir", log_dir)) if value]
     if executor == "local" and slurm_given:
         raise UsageError(f"{slurm_given[0]} applies to --executor slurm", fix="add --executor slurm, or drop it")
-    if executor == "slurm" and jobs != 1:
+    if executor == "slurm" and jobs != "auto":
         raise UsageError("--jobs applies to --executor local", fix="use --slurm-cpus for the CPUs of a task")
     cache = (cache_dir or default_cache_dir()).resolve()
     g = load_grid(grid)
@@ -91,7 +92,7 @@ def sweep(
         from stages import progress
         from stages.sweep import run_local
 
-        entry = run_local(g, cache, force, jobs, cadence, progress.task if progress.enabled() else None)
+        entry = run_local(g, cache, force, n_jobs, cadence, progress.task if progress.enabled() else None)
         info(f"[green]sweep[/] {g.name}: trained {len(entry['trained'])}, reused {len(entry['reused'])}"
              + (f", evaluated {len(entry['evaluated'])}" if g.evaluate else "") + f" ({len(g.cells)} cells)")
         if json:

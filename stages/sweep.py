@@ -201,7 +201,7 @@ def _evaluate(cache_dir: Path, cells: list[Cell], splits, force: bool, errors: l
     return done
 
 
-def run_local(grid: Grid, cache_dir: Path | str | None, force: bool = False, jobs: int = 1, cadence=None,
+def run_local(grid: Grid, cache_dir: Path | str | None, force: bool = False, jobs: int | None = None, cadence=None,
               progress=None) -> dict:
     """``--executor local``: the stages before training (reused when fresh), then every cell that is
     not fresh, then evaluation; recorded in sweep.json. Returns the record's entry for this run."""

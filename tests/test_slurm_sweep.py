@@ -1,0 +1,96 @@
+"""`climd sweep --executor slurm` against a real single-node SLURM (tests/slurm_cluster.py): the
+artifacts equal the local executor's, and a sweep resubmitted after one task was cancelled redoes
+only that task. Fails, never skips, when SLURM cannot start (`make slurm-deps`)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.slurm_cluster import ROOT, slurm_cluster  # noqa: F401  (the session fixture)
+
+GRID = """name: {name}
+runs: ros
+seeds: 0-2
+train:
+{train}
+evaluate: {{splits: [test]}}
+"""
+
+
+def _climd(cluster, *args, env=None, check=True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "climd_cli", *map(str, args)], capture_output=True, text=True,
+                         env={**cluster.env, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+    if check and out.returncode != 0:
+        pytest.fail(f"climd {' '.join(map(str, args))} exited {out.returncode}:\n{out.stderr}\n{cluster.logs(15)}",
+                    pytrace=False)
+    return out
+
+
+def _submit(cluster, grid, cache, *extra, env=None) -> list[str]:
+    out = _climd(cluster, "-q", "sweep", grid, "--executor", "slurm", "--slurm-partition", cluster.partition,
+                 "--slurm-time", "10", "--slurm-cpus", "1", "--cells-per-task", "1", "--cache-dir", cache, *extra, env=env)
+    return out.stdout.split()
+
+
+def _cells(cluster, cache, name) -> dict:
+    out = _climd(cluster, "status", "--sweep", name, "--cache-dir", cache, "--json", check=False)
+    return {c["cell"]: c for c in json.loads(out.stdout)["cells"]}
+
+
+def test_slurm_sweep_writes_what_the_local_executor_writes(slurm_cluster, ros_template, tmp_path):
+    """2 variants x 3 seeds on ROSMAP as a job array on the real slurmctld; every artifact equals the
+    local executor's byte for byte, and status sees every cell done with its job COMPLETED."""
+    cache, local = tmp_path / "slurm", tmp_path / "local"
+    shutil.copytree(ros_template, cache)
+    shutil.copytree(ros_template, local)
+    grid = tmp_path / "table.yaml"
+    grid.write_text(GRID.format(name="table", train="  - {curriculum: none, epochs: 12}\n  - {curriculum: climd}"))
+    _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
+    jobs = _submit(slurm_cluster, grid, cache)
+    assert len(jobs) == 1                                       # one array of 6 one-cell tasks
+    states = slurm_cluster.wait(jobs[0], timeout=300)
+    assert len(states) == 6 and set(states.values()) == {"COMPLETED"}, states
+    for variant in ("baseline", "climd"):
+        for seed in range(3):
+            rel = f"ros/train/{variant}/seed{seed}"
+            for name in ("model.safetensors", "history.csv"):
+                assert (cache / rel / name).read_bytes() == (local / rel / name).read_bytes(), (rel, name)
+            assert (cache / f"ros/eval-test/{variant}/seed{seed}/metrics.json").read_bytes() == \
+                (local / f"ros/eval-test/{variant}/seed{seed}/metrics.json").read_bytes()
+    cells = _cells(slurm_cluster, cache, "table")
+    assert len(cells) == 6 and {c["state"] for c in cells.values()} == {"done"}
+    assert {c["job"]["state"] for c in cells.values()} == {"COMPLETED"}
+    logs = list((cache / "ros" / "sweeps" / "table" / "logs").glob("*_log.err"))
+    assert len(logs) == 6                                       # each task's log beside the run
+
+
+def test_a_resubmitted_sweep_redoes_only_the_cancelled_task(slurm_cluster, ros_template, tmp_path):
+    cache = tmp_path / "c"
+    shutil.copytree(ros_template, cache)
+    grid = tmp_path / "cancel.yaml"
+    grid.write_text(GRID.format(name="cancel", train="  - {curriculum: none, epochs: 12, lr: 1e-3}"))
+    [job] = _submit(slurm_cluster, grid, cache, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.5"})   # ~6 s a task
+    deadline = time.monotonic() + 120
+    while slurm_cluster.states(job).get(f"{job}_1") != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    slurm_cluster.run(["scancel", f"{job}_1"])
+    states = slurm_cluster.wait(job, timeout=300)
+    assert states[f"{job}_1"] == "CANCELLED" and states[f"{job}_0"] == states[f"{job}_2"] == "COMPLETED", states
+    cells = _cells(slurm_cluster, cache, "cancel")
+    done = {k: c for k, c in cells.items() if c["state"] == "done"}
+    assert len(done) == 2 and [c["state"] for c in cells.values()].count("done") == 2
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("meta.json")}
+    plan = _climd(slurm_cluster, "sweep", grid, "--executor", "slurm", "--slurm-partition", slurm_cluster.partition,
+                  "--cells-per-task", "1", "--cache-dir", cache, "--dry-run", "--json")
+    arrays = json.loads(plan.stdout)["arrays"]
+    assert len(arrays) == 1 and [t["does"] for t in arrays[0]["tasks"]] == [["ros/baseline+lr0.001/seed1"]]
+    [redo] = _submit(slurm_cluster, grid, cache)
+    assert set(slurm_cluster.wait(redo, timeout=300).values()) == {"COMPLETED"}
+    assert {c["state"] for c in _cells(slurm_cluster, cache, "cancel").values()} == {"done"}
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert before == after                                      # the two finished cells were not retrained
