@@ -1,19 +1,13 @@
-"""Collect the per-data-set `climd report` CSVs of results/ into the README's summary tables.
+"""Collect the `climd report` outputs of results/ into the README's summary tables (Markdown).
 
-    python scripts/summary.py [results]      (prints Markdown)
+    python scripts/summary.py [results]
 
-It reads reports written by the current `climd report` (paired CSVs with CIs, corrected-t, Wilcoxon
-and Holm p-values; chosen.csv for per-replicate choices). Conventions it relies on:
-
-* tuned-lr tables: the lr of method X chosen on validation per replicate is the `climd report
-  --choose 'X@tuned=X,X+lr*'` variant ``X@tuned``; without it, the mean-over-replicates choice
-  recorded by `climd select --record` in selection.json is used.
-* results/<ds>/best-on-validation: `--choose 'climd-chosen=...' --choose 'baseline-chosen=...'
-  --reference baseline-chosen`.
+Reads the reports that scripts/reproduce.py writes: results/<ds>/{table2,variants}-{paper,tuned}-lr,
+results/<ds>/verdict (the per-replicate choices climd-best and noncurriculum-best), results/table3/<ds>,
+results/cfcml/<task>/models. Every number is read from those CSVs; nothing is recomputed here.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections import Counter
@@ -23,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 DATASETS = ["brca", "kipan", "lgg", "rosmap", "derm7pt"]
-TUNED = "@tuned"
-CHOSEN_CLIMD, CHOSEN_BASELINE = "climd-chosen", "baseline-chosen"
-ROWS = [  # (label, variant at the paper's lr = the name its lr choice is recorded under, table)
+NAMES = {"brca": "BRCA", "kipan": "KIPAN", "lgg": "LGG", "rosmap": "ROSMAP", "derm7pt": "Derm7pt"}
+OURS = "climd.oof-zscore+la-epochprior+steps"
+ROWS = [  # (label, variant at the paper's lr, report family)
     ("Baseline (early fusion, CE)", "baseline", "table2"),
     ("CLIMD, literal (capped, no redistribution)", "climd.literal", "variants"),
     ("CLIMD (redistribution; default)", "climd", "table2"),
@@ -35,13 +29,21 @@ ROWS = [  # (label, variant at the paper's lr = the name its lr choice is record
     ("CLIMD, all corrections (oof, zscore, steps, finish 20)", "climd.oof-zscore+steps+finish20", "variants"),
     ("control: CLIMD schedule, random order", "climd.random", "variants"),
     ("control: random order + budget steps", "climd.random+steps", "variants"),
+    ("CLIMD + steps + logit adjustment", "climd+la+steps", "variants"),
+    ("**ours**: CLIMD schedule + LA by the epoch's mix", OURS, "variants"),
     ("Random undersampling", "baseline+undersample", "table2"),
     ("SMOTE", "baseline+smote", "table2"),
     ("VAE oversampling", "baseline+vae", "table2"),
     ("WCE loss", "baseline+wce", "table2"),
     ("Focal loss", "baseline+focal", "table2"),
+    ("Logit-adjusted loss (Menon et al. 2021)", "baseline+la", "table2"),
+    ("Balanced softmax (Ren et al. 2020)", "baseline+bsm", "table2"),
+    ("LDAM-DRW (Cao et al. 2019)", "baseline+ldam-drw", "table2"),
+    ("Class-balanced loss (Cui et al. 2019)", "baseline+cb", "table2"),
     ("reference: logistic regression, class-balanced", "logreg-balanced", "table2"),
     ("reference: SMOTE + logistic regression", "smote-logreg", "table2"),
+    ("reference: gradient boosting, class-balanced", "hgb-balanced", "table2"),
+    ("reference: balanced random forest", "brf", "table2"),
 ]
 
 
@@ -50,122 +52,128 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-@lru_cache(maxsize=None)
-def _selections(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def cell(table: pd.DataFrame | None, variant: str, metric: str = "f1_macro") -> str:
-    row = None if table is None else table[table.variant == variant]
-    if row is None or row.empty:
+def _pm(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    r = row.iloc[0]
-    return f"{100 * r[metric + '_mean']:.1f} ± {100 * r[metric + '_std']:.1f}"
+    return f"{mean * 100:.1f}" if std is None or math.isnan(std) else f"{mean * 100:.1f} ± {std * 100:.1f}"
 
 
-def tuned_name(root: Path, ds: str, base: str, table: pd.DataFrame | None) -> str:
-    if table is not None and (table.variant == base + TUNED).any():
-        return base + TUNED
-    return _selections(root / ds / "selection.json").get(base, {}).get("chosen", base)
-
-
-def _header(first: str) -> None:
-    names = [d.upper() if d != "derm7pt" else "Derm7pt" for d in DATASETS]
-    print(f"| {first} | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(DATASETS))
-
-
-def main(root: Path) -> None:
-    for mode in ("paper-lr", "tuned-lr"):
-        head = "paper's lr 5e-5" if mode == "paper-lr" else "lr chosen on the validation split, per method"
-        print(f"\nMacro-F1 (%), test split, mean ± std over replicates, {head}:\n")
-        _header("method")
-        for label, variant, table in ROWS:
-            cells = []
-            for ds in DATASETS:
-                t = _csv(root / ds / f"{table}-{mode}" / "report.csv")
-                name = variant if mode == "paper-lr" or "logreg" in variant else tuned_name(root, ds, variant, t)
-                cells.append(cell(t, name))
-            print(f"| {label} | " + " | ".join(cells) + " |")
-
-
-PAIRS = [  # (label, variant, reference, table): paired macro-F1 differences at the paper's lr
-    ("CLIMD − Baseline", "climd", "baseline", "table2"),
-    ("CLIMD literal − Baseline", "climd.literal", "baseline", "variants"),
-    ("CLIMD + steps − Baseline", "climd+steps", "baseline", "table2"),
-    ("CLIMD all corrections − Baseline", "climd.oof-zscore+steps+finish20", "baseline", "variants"),
-    ("random order − CLIMD (same schedule)", "climd.random", "climd", "variants"),
-    ("random + steps − CLIMD + steps", "climd.random+steps", "climd+steps", "variants"),
-    ("SMOTE − Baseline", "baseline+smote", "baseline", "table2"),
-]
-
-
-def _num(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
-
-
-def format_pair(r, metric: str = "f1_macro") -> str:
-    """'+1.9 [-2.0, +5.8] (p 0.312; Holm 0.936)': difference in points, 95 % CI, t p, Holm p."""
-    d, lo, hi = r[f"d_{metric}"], r[f"ci_low_{metric}"], r[f"ci_high_{metric}"]
-    if not _num(d):
+def cell(report: pd.DataFrame | None, variant: str, metric: str = "f1_macro") -> str:
+    if report is None or variant not in set(report.variant):
         return "–"
-    ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if _num(lo) else ""
-    p, holm = r[f"p_t_{metric}"], r[f"p_holm_{metric}"]
-    return f"{100 * d:+.1f}{ci} (p {p:.3f}; Holm {holm:.3f})" if _num(p) else f"{100 * d:+.1f}{ci}"
+    row = report[report.variant == variant].iloc[0]
+    return _pm(row[f"{metric}_mean"], row[f"{metric}_std"])
 
 
-def paired_row(folder: Path, variant: str, ref: str):
-    """The row of `variant` in the report's paired_vs_<ref>.csv (its Holm family is that report's
-    table), or, without that file, the same statistics recomputed from runs.csv over all its variants."""
-    comp = _csv(folder / f"paired_vs_{ref}.csv")
-    if comp is None:
-        from stages import report
-
-        runs = _csv(folder / "runs.csv")
-        if runs is None or ref not in set(runs.variant):
-            return None
-        comp = report.paired(runs, ref)
-    row = comp[comp.variant == variant]
-    return None if row.empty else row.iloc[0]
-
-
-def paired(root: Path) -> None:
-    print("\nPaired macro-F1 difference (points) at the paper's lr [95 % CI] (t-test p; Holm-adjusted p over the "
-          "comparisons of that report). The t-test is the Nadeau–Bengio corrected one where the replicates are "
-          "resplits, the paired t-test where they are seeds of one split:\n")
-    _header("comparison")
-    for label, variant, ref, table in PAIRS:
-        cells = []
-        for ds in DATASETS:
-            r = paired_row(root / ds / f"{table}-paper-lr", variant, ref)
-            cells.append("–" if r is None else format_pair(r))
-        print(f"| {label} | " + " | ".join(cells) + " |")
-
-
-def picks(folder: Path, name: str) -> str:
-    """How often each candidate was chosen on validation across replicates: 'a ×3, b ×2'."""
-    chosen = _csv(folder / "chosen.csv")
-    if chosen is None:
+def diff(paired: pd.DataFrame | None, variant: str, metric: str = "f1_macro") -> str:
+    """Δ [95 % CI] (p) in points, from a paired_vs_<ref>.csv."""
+    if paired is None or variant not in set(paired.variant):
         return "–"
-    counts = Counter(chosen[chosen.name == name].chosen.dropna())
-    return ", ".join(f"`{v}` ×{n}" for v, n in counts.most_common())
+    r = paired[paired.variant == variant].iloc[0]
+    d, lo, hi, p = (r.get(f"{k}_{metric}") for k in ("d", "ci_low", "ci_high", "p_t"))
+    if d is None or math.isnan(d):
+        return "–"
+    ci = "" if lo is None or math.isnan(lo) else f" [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+    pt = "" if p is None or math.isnan(p) else f" (p {p:.3f})" if p >= 0.001 else f" (p {p:.1e})"
+    return f"{d * 100:+.1f}{ci}{pt}"
 
 
-def best_on_validation(root: Path) -> None:
-    print("\nCLIMD (variant and lr) and Baseline (lr) chosen on the validation split within each replicate, "
-          "test macro-F1 % and the paired difference [95 % CI] (t-test p; Holm):\n")
-    print("| data set | CLIMD chosen (replicates) | its macro-F1 | Baseline chosen (replicates) | its macro-F1 | difference |")
-    print("|---|---|---|---|---|---|")
+def report(results: Path, ds: str, name: str) -> pd.DataFrame | None:
+    return _csv(results / ds / name / "report.csv")
+
+
+def paired(results: Path, ds: str, name: str, ref: str) -> pd.DataFrame | None:
+    return _csv(results / ds / name / f"paired_vs_{ref}.csv")
+
+
+def most_chosen(results: Path, ds: str, table: str, name: str) -> str:
+    chosen = _csv(results / ds / table / "chosen.csv")
+    if chosen is None or name not in set(chosen["name"]):
+        return "–"
+    counts = Counter(chosen[chosen["name"] == name]["chosen"])
+    top, n = counts.most_common(1)[0]
+    return f"`{top}` ({n}/{sum(counts.values())})"
+
+
+def methods_table(results: Path, tuned: bool) -> list[str]:
+    suffix = "tuned-lr" if tuned else "paper-lr"
+    head = "| method | " + " | ".join(NAMES[d] for d in DATASETS) + " |"
+    lines = [head, "|---|" + "---|" * len(DATASETS)]
+    for label, variant, family in ROWS:
+        name = f"{variant}@tuned" if tuned and not variant.startswith(("logreg", "smote-logreg", "hgb", "brf")) else variant
+        cells = [cell(report(results, d, f"{family}-{suffix}"), name) for d in DATASETS]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_table(results: Path) -> list[str]:
+    lines = ["| data set | best CLIMD variant (most often chosen) | (a) best CLIMD − Baseline | "
+             "(b) best CLIMD − best non-curriculum | best non-curriculum (most often chosen) | ours − Baseline |",
+             "|---|---|---|---|---|---|"]
     for ds in DATASETS:
-        folder = root / ds / "best-on-validation"
-        t = _csv(folder / "report.csv")
-        r = paired_row(folder, CHOSEN_CLIMD, CHOSEN_BASELINE)
-        print(f"| {ds} | {picks(folder, CHOSEN_CLIMD)} | {cell(t, CHOSEN_CLIMD)} | {picks(folder, CHOSEN_BASELINE)} | "
-              f"{cell(t, CHOSEN_BASELINE)} | {'–' if r is None else format_pair(r)} |")
+        vs_base = paired(results, ds, "verdict", "baseline@tuned")
+        vs_best = paired(results, ds, "verdict", "noncurriculum-best")
+        if vs_base is None:
+            continue
+        lines.append(f"| {NAMES[ds]} | {most_chosen(results, ds, 'verdict', 'climd-best')} | "
+                     f"{diff(vs_base, 'climd-best')} | {diff(vs_best, 'climd-best')} | "
+                     f"{most_chosen(results, ds, 'verdict', 'noncurriculum-best')} | {diff(vs_base, OURS + '@tuned')} |")
+    return lines
+
+
+def verdict_means(results: Path) -> list[str]:
+    lines = ["| data set | best CLIMD | Baseline (lr tuned) | best non-curriculum | ours | CLIMD + steps | "
+             "random order | random order + steps |", "|---|---|---|---|---|---|---|---|"]
+    for ds in DATASETS:
+        rep = report(results, ds, "verdict")
+        if rep is None:
+            continue
+        names = ["climd-best", "baseline@tuned", "noncurriculum-best", OURS + "@tuned", "climd+steps@tuned",
+                 "climd.random@tuned", "climd.random+steps@tuned"]
+        lines.append(f"| {NAMES[ds]} | " + " | ".join(cell(rep, n) for n in names) + " |")
+    return lines
+
+
+def controls_table(results: Path) -> list[str]:
+    lines = ["| comparison (paper lr) | " + " | ".join(NAMES[d] for d in DATASETS) + " |",
+             "|---|" + "---|" * len(DATASETS)]
+    specs = [("CLIMD − Baseline", "variants-paper-lr", "baseline", "climd"),
+             ("CLIMD literal − Baseline", "variants-paper-lr", "baseline", "climd.literal"),
+             ("CLIMD + steps − Baseline", "variants-paper-lr", "baseline", "climd+steps"),
+             ("random order − CLIMD (same schedule)", "variants-paper-lr", "climd", "climd.random"),
+             ("ours − Baseline", "variants-paper-lr", "baseline", OURS)]
+    for label, table, ref, variant in specs:
+        lines.append(f"| {label} | " + " | ".join(diff(paired(results, d, table, ref), variant) for d in DATASETS) + " |")
+    return lines
+
+
+def table3(results: Path) -> list[str]:
+    sets = [d for d in ("brca", "kipan", "lgg", "rosmap") if (results / "table3" / d / "report.csv").is_file()]
+    lines = ["| data set | model | without CLIMD | with CLIMD | random order | CLIMD − without |",
+             "|---|---|---|---|---|---|"]
+    for ds in sets:
+        rep = _csv(results / "table3" / ds / "report.csv")
+        for model in ("early-fusion", "multid", "dmib"):
+            pairs = _csv(results / "table3" / ds / f"paired_vs_{model}:none@tuned.csv")
+            lines.append(f"| {NAMES[ds]} | {model} | " +
+                         " | ".join(cell(rep, f"{model}:{c}@tuned") for c in ("none", "climd", "random")) +
+                         f" | {diff(pairs, f'{model}:climd@tuned')} |")
+    return lines
+
+
+def main() -> None:
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
+    out = ["### The verdict: test macro-F1, differences in points with 95 % CIs (corrected t p)", ""]
+    out += verdict_table(results) + ["", "Test macro-F1 (%), mean ± std over the replicates:", ""]
+    out += verdict_means(results)
+    out += ["", "### Macro-F1 (%), paper's lr 5e-5", ""] + methods_table(results, tuned=False)
+    out += ["", "### Macro-F1 (%), lr chosen per replicate on validation", ""] + methods_table(results, tuned=True)
+    out += ["", "### Paired differences at the paper's lr (points, 95 % CI, corrected t p)", ""]
+    out += controls_table(results)
+    out += ["", "### Table 3 analog: macro-F1 (%), lr chosen per replicate on validation", ""] + table3(results)
+    print("\n".join(out))
 
 
 if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    main(root)
-    paired(root)
-    best_on_validation(root)
+    main()
