@@ -6,13 +6,14 @@ from .features import Features
 from .features import read as read_features
 from .powerlaw import PowerLawFit
 from .store import Artifact, RunStore
+from .names import check_name
 
 STAGE, VERSION = "fit-dist", 1
 FILE = "dist.json"
 
 
 def artifact_name(tag: str | None) -> str:
-    return STAGE + (f".{tag}" if tag else "")
+    return STAGE + (f".{check_name(tag, 'tag')}" if tag else "")
 
 
 def run(store: RunStore, gamma: float = 0.3, tag: str | None = None, force: bool = False) -> tuple[Artifact, bool]:

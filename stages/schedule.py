@@ -15,6 +15,7 @@ from . import fit_dist, pacing, score
 from .atomic import atomic_write_json
 from .errors import UsageError, check_choices
 from .store import Artifact, RunStore
+from .names import check_name
 
 
 STAGE, VERSION = "schedule", 1
@@ -46,7 +47,7 @@ class ScheduleOptions:
 def artifact_name(pacing_name: str, tag: str | None = None) -> str:
     """``schedule`` for CLIMD, ``schedule.<pacing>`` for a baseline pacing, unless tagged."""
     tag = tag if tag is not None else (None if pacing_name == "climd" else pacing_name)
-    return STAGE + (f".{tag}" if tag else "")
+    return STAGE + (f".{check_name(tag, 'tag')}" if tag else "")
 
 
 def epoch_file(t: int) -> str:

@@ -16,6 +16,7 @@ from .atomic import atomic_write_text
 from .errors import DataError, UsageError, check_choices
 from .probes import HEADS, ProbeOptions, fit_predict
 from .store import Artifact, RunStore
+from .names import check_name
 
 STAGE, VERSION = "score", 1
 FILE = "scores.csv"
@@ -40,7 +41,7 @@ class ScoreOptions:
 
 
 def artifact_name(tag: str | None) -> str:
-    return STAGE + (f".{tag}" if tag else "")
+    return STAGE + (f".{check_name(tag, 'tag')}" if tag else "")
 
 
 def run(store: RunStore, opts: ScoreOptions, tag: str | None = None, force: bool = False) -> tuple[Artifact, bool]:

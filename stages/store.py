@@ -143,6 +143,10 @@ class RunStore:
         self.root = self.cache_dir / run
 
     def path(self, name: str) -> Path:
+        """The folder of artifact ``name`` (``score.oof``, ``train/<variant>/seed3``): every component
+        must be one safe path component, so a tag or variant like ``../../x`` is refused (exit 2)."""
+        for part in name.split("/"):
+            check_name(part, "artifact name (from a --tag, --variant or stage option)")
         return self.root / name
 
     # -- reading -----------------------------------------------------------------------------
@@ -233,8 +237,6 @@ class RunStore:
         (``ticket.reused``), else carries the key and provenance for :meth:`Ticket.commit`.
 
         ``key_params`` (default ``params``) is what the key hashes; meta.json records ``params``."""
-        for part in name.split("/"):
-            check_name(part, "artifact name")
         parent = self.path(name).parent
         if parent.is_dir():
             sweep_leftovers(parent, recursive=False)   # dead writers' temporary folders, reused or not
