@@ -260,17 +260,17 @@ def pretrained_control(runs: str, cfg: Config) -> None:
     """Derm7pt: pretrained image features against a random initialisation of the same network
     (Baseline at lr 1e-3 and class-balanced logistic regression; the runs differ, so no pairing)."""
     for k in cfg.seed_list():
-        climd("encode", "--run", f"derm7pt-random-r{k}", "--data", str(SHARED / "Derm7pt_plus"), "--resplit", str(k),
+        climd("encode", "--run", f"randinit-derm7pt-r{k}", "--data", str(SHARED / "Derm7pt_plus"), "--resplit", str(k),
               "--random-init", *cfg.img)
-    for template, label in (("derm7pt-r{seed}", "pretrained"), ("derm7pt-random-r{seed}", "random")):
+    for template, label in (("derm7pt-r{seed}", "pretrained"), ("randinit-derm7pt-r{seed}", "random")):
         climd("train", "--run", template, "--seeds", cfg.seeds, "--curriculum", "none", "--lr", "1e-3",
               "--epochs", str(cfg.epochs), "--variant", f"{label}:baseline")
         climd("train", "--run", template, "--seeds", cfg.seeds, "--model", "logreg-balanced", "--curriculum", "none",
               "--variant", f"{label}:logreg-balanced")
-    climd("evaluate", "--run", "derm7pt-random-r*")
+    climd("evaluate", "--run", "randinit-derm7pt-r*")
     for variant in ("pretrained:baseline", "pretrained:logreg-balanced"):
         climd("evaluate", "--run", "derm7pt-r*", "--variant", variant)
-    climd("report", "--run", "derm7pt-r*", "--run", "derm7pt-random-r*", "--variants",
+    climd("report", "--run", "derm7pt-r*", "--run", "randinit-derm7pt-r*", "--variants",
           "pretrained:baseline,random:baseline,pretrained:logreg-balanced,random:logreg-balanced",
           "--out", str(RESULTS / "derm7pt" / "pretrained-vs-random"),
           "--title", "Derm7pt: pretrained vs random-init EfficientNet-Lite0 features")

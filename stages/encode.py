@@ -6,6 +6,7 @@ model. The data fingerprint (a hash of every file read) and the parameters form 
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -96,7 +97,10 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
     summary = {"dataset": ds.name, "n": ds.n, "class_names": ds.class_names,
                "split_counts": {s: int((ds.split == s).sum()) for s in np.unique(ds.split)},
                "train_class_counts": ds.counts("train").tolist(), "modalities": {}, "notes": ds.notes}
-    with h5py.File(path, "w", locking=False) as h5:
+    # Built in memory, then written with one ordinary write: h5py aborts the process on a full disk
+    # (ENOSPC inside HDF5's own I/O), where a plain write raises OSError (exit 6, no leftover).
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", locking=False) as h5:
         strings = h5py.string_dtype()
         h5.create_dataset("ids", data=ds.ids.astype(str).tolist(), dtype=strings)
         h5.create_dataset("labels", data=ds.labels)
@@ -113,6 +117,8 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
             group[name].attrs["kind"] = mod.kind
             group[name].attrs["encoder"] = json.dumps(info, default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
+    with open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
     return summary
 
 
@@ -120,7 +126,8 @@ def _matrix(group, name: str, data=None, shape=None):
     shape = data.shape if data is not None else shape
     chunks = (min(shape[0], 256),) + tuple(shape[1:])
     return group.create_dataset(name, data=data, shape=None if data is not None else shape,
-                                dtype="float32", chunks=chunks, compression="gzip", shuffle=True)
+                                dtype="float32", chunks=chunks, compression="gzip", shuffle=True,
+                                track_times=False)
 
 
 def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:

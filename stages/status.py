@@ -123,7 +123,8 @@ def built(artifact: Artifact) -> str:
 
 
 def _row(store: RunStore, name: str, state: str, detail: str, inputs=None, stage: str | None = None) -> dict:
-    row = {"run": store.run, "stage": stage or stage_of(name), "name": name, "path": str(store.path(name)),
+    # names here come from scanning the cache (leftovers start with '.'), not from a user: no check_name
+    row = {"run": store.run, "stage": stage or stage_of(name), "name": name, "path": str(store.root / name),
            "state": state, "detail": detail}
     if inputs:
         row["inputs"] = inputs
