@@ -94,3 +94,32 @@ def test_merge_refuses_other_encoder_options_other_data_and_rows_twice(cli, cach
 def test_bad_shard_options_are_usage_errors(cli, cache, data, args):
     r = cli("encode", "--run", "bad", "--data", data, *args, *FAST)
     assert r.exit_code == 2 and "shard" in r.stderr, r.stderr
+
+
+def test_sweep_runs_the_shards_as_an_array_then_one_merge(cli, cache):
+    from tests.conftest import ROOT
+
+    r = cli("sweep", ROOT / "examples/grids/derm7pt-shards.yaml", "--executor", "slurm", "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    arrays = json.loads(r.stdout)["arrays"]
+    assert [a["stage"] for a in arrays] == ["encode-shards", "encode-merge", "score", "fit-dist", "schedule", "train"]
+    assert [t["does"] for t in arrays[0]["tasks"]] == [[f"derm-shards shard {i}/4"] for i in range(4)]
+    assert arrays[1]["tasks"] == [{"task": 0, "does": ["derm-shards"]}]
+    assert arrays[1]["parameters"]["slurm_dependency"] == "afterok:<array 1: encode-shards>"
+
+
+def test_sweep_task_builds_one_shard_and_the_merge_task_merges(cache, data):
+    from stages.sweep import build_upstream
+    from stages.sweep_slurm import shard_tasks
+    from stages.sweep_stages import upstream_command
+
+    opts = {"data": str(data), "shards": 2, "batch-size": 3, "random-init": True, "image-size": 32, "device": "cpu"}
+    tasks = shard_tasks({"kind": "upstream", "stage": "encode", "run": "sw", "invocations": [opts]})
+    assert [t["label"] for t in tasks] == ["sw shard 0/2", "sw shard 1/2"]
+    built = build_upstream(cache, "sw", [("encode", tasks[1]["invocations"][0])])
+    assert built[0]["path"].endswith("encode.shard-1-of-2") and not (cache / "sw/encode").exists()
+    assert upstream_command("encode", "sw", tasks[1]["invocations"][0]).startswith("climd encode --run sw --shard 1/2")
+    built = build_upstream(cache, "sw", [("encode", opts)])          # builds the missing shard 0, then merges
+    meta = json.loads((cache / "sw/encode/meta.json").read_text())
+    assert built[0]["path"].endswith("/encode") and len(meta["summary"]["merged_from"]) == 2
+    assert meta["command"].startswith("climd encode --run sw --merge --shards 2")
