@@ -123,3 +123,27 @@ def test_sweep_task_builds_one_shard_and_the_merge_task_merges(cache, data):
     meta = json.loads((cache / "sw/encode/meta.json").read_text())
     assert built[0]["path"].endswith("/encode") and len(meta["summary"]["merged_from"]) == 2
     assert meta["command"].startswith("climd encode --run sw --merge --shards 2")
+
+
+def test_synthetic_image_set_is_a_manifest_climd_reads(tmp_path):
+    import subprocess
+    import sys
+
+    from stages.adapters import DataOptions, load_dataset
+    from tests.conftest import ROOT, shared
+
+    source = shared("Derm7pt_plus")
+    out = tmp_path / "syn"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/make_synthetic_images.py"), "--n", "30", "--out", str(out),
+                        "--source", str(source), "--workers", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ds = load_dataset(out / "manifest.yaml", DataOptions())
+    assert ds.n == 30 and ds.modalities["derm"].kind == "image"
+    from PIL import Image
+
+    sides = {Image.open(p).size for p in ds.modalities["derm"].values}
+    assert all(224 <= w == h <= 448 for w, h in sides) and len(sides) > 1
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_synthetic_images
+
+    assert load_dataset(make_synthetic_images.subset(out, 5), DataOptions()).n == 5
