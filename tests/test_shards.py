@@ -146,4 +146,4 @@ def test_synthetic_image_set_is_a_manifest_climd_reads(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     import make_synthetic_images
 
-    assert load_dataset(make_synthetic_images.subset(out, 5), DataOptions()).n == 5
+    assert load_dataset(make_synthetic_images.subset(out, 20), DataOptions()).n == 20
