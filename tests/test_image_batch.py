@@ -113,3 +113,10 @@ def test_cpu_loop_matches_batch_of_one(tmp_path, tiny):
     ones = np.concatenate([p for _, p, _ in image_batch.encode_batches(paths, tiny, 1, "cpu")])
     assert whole.shape == (5, 1280)
     np.testing.assert_allclose(whole, ones, atol=1e-5, rtol=1e-4)
+
+
+def test_cudnn_autotuning_is_restored_after_the_loop():
+    before = torch.backends.cudnn.benchmark
+    with image_batch._cudnn_autotune(True):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before

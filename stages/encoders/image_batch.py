@@ -93,16 +93,31 @@ def encode_batches(paths: list[Path], encoder, batch_size: int, device: str, sta
     model = to_channels_last(encoder.model, device)
     starts = range(0, len(paths), batch_size)
     if cuda:
-        import torch
-
-        torch.backends.cudnn.benchmark = True        # one input shape: cuDNN picks its fastest kernels once
         batches = gpu_batches(paths, encoder, batch_size, device, starts)
     else:
         workers = decode_workers(threads.configured())
         batches = prefetch(lambda s: (s, cpu_batch(paths[s:s + batch_size], encoder)), starts, workers, workers + 1)
-    for start, x in batches:
-        pooled, tokens = forward(model, x.to(device, non_blocking=True), stages, grid, amp)
-        yield start, pooled, tokens
+    with _cudnn_autotune(cuda):
+        for start, x in batches:
+            pooled, tokens = forward(model, x.to(device, non_blocking=True), stages, grid, amp)
+            yield start, pooled, tokens
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(on: bool):
+    """One input shape: cuDNN may time its kernels once and keep the fastest. Restored afterwards, so
+    that a training step later in the same process keeps its deterministic kernel choice."""
+    if not on:
+        yield
+        return
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def cpu_batch(paths: list[Path], encoder):
