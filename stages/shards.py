@@ -165,8 +165,10 @@ def _check_params(shards: list[Artifact], want: dict) -> str | None:
     for art in shards:
         have = {k: v for k, v in art.params.items() if k not in strip}
         if have != base:
-            diff = sorted(k for k in set(have) | set(base) if have.get(k) != base.get(k))
-            detail = "; ".join(f"{k}: shard {_short(have.get(k))}, merge {_short(base.get(k))}" for k in diff)
+            flat_have, flat_base = _flat(have), _flat(base)
+            diff = sorted(k for k in set(flat_have) | set(flat_base) if flat_have.get(k) != flat_base.get(k))
+            detail = "; ".join(f"{k}: shard {_short(flat_have.get(k))}, merge {_short(flat_base.get(k))}"
+                               for k in diff[:4])
             raise DataError(f"shard {_label(art)} was encoded with other options than this merge asks for ({detail})",
                             fix="give --merge the same data, split and encoder options as the shards, or rebuild "
                                 "that shard with --force")
@@ -197,6 +199,17 @@ def _check_inputs(shards: list[Artifact], inputs: dict) -> None:
 def _label(art: Artifact) -> str:
     tag = art.params.get("shard", {})
     return f"{tag.get('index')}/{tag.get('count')} ({art.name})"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"image": {"size": 40}} -> {"image.size": 40}: a mismatch is named down to the setting."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _short(value) -> str:

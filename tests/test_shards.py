@@ -77,7 +77,7 @@ def test_merge_refuses_other_encoder_options_other_data_and_rows_twice(cli, cach
     cli("encode", "--run", "odd", "--data", data, "--batch-size", "3", "--shard", "1/2", *FAST[:2], "40",
         *FAST[3:], "--force")
     r = cli("encode", "--run", "odd", "--data", data, "--batch-size", "3", "--merge", "--shards", "2", *FAST)
-    assert r.exit_code == 3 and "shard 1/2 (encode.shard-1-of-2)" in r.stderr and "image" in r.stderr, r.stderr
+    assert r.exit_code == 3 and "shard 1/2 (encode.shard-1-of-2)" in r.stderr and "image.size: shard 40, merge 32" in r.stderr, r.stderr
     # batch size 4 moves the boundary to row 4: rows 4-5 are in both shards
     cli("encode", "--run", "odd", "--data", data, "--batch-size", "4", "--shard", "1/2", *FAST, "--force")
     r = cli("encode", "--run", "odd", "--data", data, "--batch-size", "3", "--merge", "--shards", "2", *FAST)
