@@ -12,7 +12,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo demo-run test bench reproduce reproduce-quick clean slurm-deps
+.PHONY: install demo demo-run test bench reproduce reproduce-quick clean slurm-deps bench-images
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -66,5 +66,10 @@ reproduce-quick: install
 	$(RUN_CLIMD) CLIMD_CACHE=cache/quick RESULTS=cache/quick/results $(BIN)/python scripts/reproduce.py --quick brca derm7pt cfcml table3
 
 # Wall time and peak memory per stage (CPU, and GPU when there is one).
+BENCH_IMAGES ?= 0
 bench: install
-	$(BIN)/python scripts/bench.py --out results/bench
+	$(BIN)/python scripts/bench.py --out results/bench --images $(BENCH_IMAGES)
+
+# image encode img/s vs the decode/forward limits (makes bench-data/synthetic on first use)
+bench-images: install
+	$(BIN)/python scripts/bench.py --only-images --images $(if $(filter 0,$(BENCH_IMAGES)),512,$(BENCH_IMAGES))

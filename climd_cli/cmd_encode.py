@@ -21,6 +21,10 @@ Examples:
 
   climd encode --run mine --data my_manifest.yaml --val-fraction 0.2
 
+  climd encode --run big --data big.yaml --shard 3/8        # one shard (e.g. SLURM_ARRAY_TASK_ID=3)
+
+  climd encode --run big --data big.yaml --merge --shards 8 # check the 8 shards, write `encode`
+
 Formats: mogonet ({k}_tr.csv, {k}_te.csv, labels_tr.csv, labels_te.csv), tcga (target.csv + one CSV
 per modality keyed by sample id), derm7pt (Derm7pt_plus folder), manifest (YAML/JSON, see README).
 """
@@ -51,6 +55,9 @@ def encode(
     text_pool: Annotated[str, typer.Option(help="mean|cls pooling of the text encoder.", rich_help_panel=ENC)] = "mean",
     batch_size: Annotated[int, typer.Option(help="Images/texts per batch.", rich_help_panel=PERF)] = 32,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda (auto: the GPU when there is one; mixed precision on GPU).", rich_help_panel=PERF)] = "auto",
+    shard: Annotated[Optional[str], typer.Option(help="i/N: encode only shard i of N (image/text rows) into the artifact encode.shard-i-of-N.", rich_help_panel=PERF)] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Check the --shards N shards and write the encode artifact from them.", rich_help_panel=PERF)] = False,
+    shards: Annotated[Optional[int], typer.Option(help="With --merge: how many shards there are.", rich_help_panel=PERF)] = None,
     cache_dir: CacheOpt = None,
     force: ForceOpt = False,
     json: JsonOpt = False,
@@ -67,7 +74,29 @@ def encode(
                                image_stages=image_stages,
                                stage_grid=stage_grid, text_model=text_model, text_pool=text_pool,
                                batch_size=batch_size, device=device)
-    artifact, reused = stage.run(store(run, cache_dir), data, data_opts, opts, force)
+    if shard is not None or merge or shards is not None:
+        artifact, reused = _sharded(store(run, cache_dir), data, data_opts, opts, shard, merge, shards, force)
+        if shard is not None:
+            s = artifact.summary
+            report("encode", artifact, reused, json, f"\n  {s['dataset']}: shard {s['shard']}/{s['shards']}, "
+                   f"rows {s['rows'][0]}-{s['rows'][1] - 1} ({s['n']} samples)")
+            return
+    else:
+        artifact, reused = stage.run(store(run, cache_dir), data, data_opts, opts, force)
     s = artifact.summary
     shapes = ", ".join(f"{k} {v['shape'][1]}" for k, v in s["modalities"].items())
     report("encode", artifact, reused, json, f"\n  {s['dataset']}: {s['n']} samples ({shapes}); splits {s['split_counts']}")
+
+
+def _sharded(st, data, data_opts, opts, shard: Optional[str], merge: bool, count: Optional[int], force: bool):
+    from stages import shards as sharding
+    from stages.errors import UsageError
+
+    if shard is not None and (merge or count is not None):
+        raise UsageError("--shard i/N builds one shard; --merge --shards N merges them: give one of the two")
+    if shard is not None:
+        return sharding.run_shard(st, data, data_opts, opts, sharding.parse(shard), force)
+    if not merge or count is None:
+        raise UsageError("--shards N goes with --merge" if count is not None else "--merge needs --shards N",
+                         fix="build shards with --shard i/N, then merge with --merge --shards N")
+    return sharding.run_merge(st, data, data_opts, opts, count, force)

@@ -1,13 +1,16 @@
 """`make bench`: speed and memory, measured side by side in one run, as fresh `climd` processes.
 
     python scripts/bench.py [--shared ../shared/data] [--out results/bench] [--repeats 3] [--skip-stages]
+                            [--images 512 [--gpu-images 8192] [--only-images]]
 
 Sections:
 1. the training engine on BRCA (split 0, 100 epochs): one replica vs ten seeds in one call, for the
    Baseline and CLIMD; the engine's loop against reference loops of the same network written by hand
    (plain PyTorch, and numpy); start-up of `climd --help` and of a reused stage; `make demo`;
 2. every stage on BRCA and Derm7pt (wall time, peak RSS, peak GPU memory);
-3. on a GPU: batched training throughput (replicas/s) for growing replica counts.
+3. on a GPU: batched training throughput (replicas/s) for growing replica counts;
+4. with --images N: image encode img/s end to end against the decode-only and forward-only limits
+   (scripts/bench_images.py; GPU rows only with CUDA, else "unmeasured (no GPU)").
 Each timing is the median of interleaved repeats; the load average before and after is printed so a
 busy machine shows. Wall and peak RSS come from os.wait4 on the child process.
 """
@@ -161,6 +164,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write bench.md into this folder")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-stages", action="store_true", help="only the engine, start-up and demo rows")
+    ap.add_argument("--images", type=int, default=0, help="image encode rows on this many synthetic images (0: none)")
+    ap.add_argument("--gpu-images", type=int, default=8192, help="images for the GPU rows (with CUDA)")
+    ap.add_argument("--only-images", action="store_true", help="only the image encode rows")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from stages import threads
@@ -173,11 +179,16 @@ def main() -> None:
     lines = [f"Machine: {os.cpu_count()} CPU cores, {threads.allowed_cpus()} usable by climd (threads per "
              f"process {threads.allowed_cpus()}, one per worker), GPU: {gpu}; load average before "
              f"{load()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}"]
-    engine_section(args.shared, env, args.repeats, lines)
-    demo_section(env, lines)
-    if torch.cuda.is_available():
+    if not args.only_images:
+        engine_section(args.shared, env, args.repeats, lines)
+        demo_section(env, lines)
+    if torch.cuda.is_available() and not args.only_images:
         gpu_section(env, lines)
-    if not args.skip_stages:
+    if args.images or args.only_images:
+        from bench_images import image_section
+
+        image_section(env, args.images or 512, args.gpu_images, lines)
+    if not args.skip_stages and not args.only_images:
         for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
             stage_section(args.shared, env, device, lines)
     lines.append(f"\nLoad average after: {load()}")

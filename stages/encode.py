@@ -41,6 +41,16 @@ class EncodeOptions:
 
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
         force: bool = False) -> tuple[Artifact, bool]:
+    ds, params, inputs, key_params = prepare(data, data_opts, opts)
+    return store.build(STAGE, STAGE, VERSION, params, inputs,
+                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
+                       key_params=key_params)
+
+
+def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions) -> tuple[Dataset, dict, dict, dict]:
+    """(data set, parameters, inputs, key parameters) of an encode: shared by the shards and the merge."""
+    from .store import without_defaults
+
     ds = load_dataset(data, data_opts)
     for note in ds.notes:
         log.info("%s: %s", ds.name, note)
@@ -53,12 +63,8 @@ def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: Encode
                        "fingerprint": files_fingerprint([f for f in ds.files if Path(f).resolve() != split])}}
     if split:
         inputs["split_file"] = {"path": str(data_opts.split_file), "fingerprint": file_sha256(split)}
-    from .store import without_defaults
-
     key_params = {**params, "data": without_defaults(data_opts.as_params(), DataOptions().as_params())}
-    return store.build(STAGE, STAGE, VERSION, params, inputs,
-                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
-                       key_params=key_params)
+    return ds, params, inputs, key_params
 
 
 def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
@@ -91,7 +97,9 @@ def _sha(path: Path | None) -> str | None:
     return file_sha256(path) if path and Path(path).is_file() else None
 
 
-def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: str | None) -> dict:
+def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: str | None,
+           shards=None) -> dict:
+    """``shards`` (a :class:`stages.shards.Merge`): image and text features come from the shards."""
     import h5py
 
     summary = {"dataset": ds.name, "n": ds.n, "class_names": ds.class_names,
@@ -112,8 +120,10 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
         for name, mod in ds.modalities.items():
             if mod.kind == "tabular":
                 info = _tabular(h5, group, name, mod, ds, impute)
+            elif shards is not None:
+                info = shards.copy_into(h5, group, name)
             else:
-                info = (_image if mod.kind == "image" else _text)(h5, group, name, mod, ds, opts)
+                info = (_image if mod.kind == "image" else _text)(h5, group, name, list(mod.values), opts)
             group[name].attrs["kind"] = mod.kind
             group[name].attrs["encoder"] = json.dumps(info, default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
@@ -124,6 +134,8 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
 
 def _matrix(group, name: str, data=None, shape=None):
     shape = data.shape if data is not None else shape
+    if not shape[0]:                     # an empty shard: HDF5 refuses zero-sized chunks
+        return group.create_dataset(name, data=data, shape=None if data is not None else shape, dtype="float32")
     chunks = (min(shape[0], 256),) + tuple(shape[1:])
     return group.create_dataset(name, data=data, shape=None if data is not None else shape,
                                 dtype="float32", chunks=chunks, compression="gzip", shuffle=True,
@@ -146,7 +158,7 @@ def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:
             "n_imputed": stats.get("n_imputed", 0), "impute": stats.get("impute")}
 
 
-def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
+def _image(h5, group, name, paths: list, opts: EncodeOptions) -> dict:
     import time
 
     from . import device as devices
@@ -156,16 +168,17 @@ def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
     dev = devices.resolve(opts.device)
     enc = image.build(opts.image_encoder, opts.image_weights, opts.image_size, opts.allow_random_weights,
                       opts.random_init)
-    feats = _matrix(group, name, shape=(ds.n, enc.feature_dim))
+    n = len(paths)
+    feats = _matrix(group, name, shape=(n, enc.feature_dim))
     maps = []
     if opts.image_stages:
         sg = h5.create_group(f"stages/{name}")
-        maps = [_matrix(sg, f"s{k}", shape=(ds.n, opts.stage_grid ** 2, c))
+        maps = [_matrix(sg, f"s{k}", shape=(n, opts.stage_grid ** 2, c))
                 for k, c in enumerate(enc.stage_channels)]
     t0 = time.perf_counter()
     _reset_gpu_peak(dev)
-    with progress.task(f"encode {name}", total=ds.n, unit="img") as advance:
-        for start, pooled, tokens in image.encode_batches(mod.values, enc, opts.batch_size, dev,
+    with progress.task(f"encode {name}", total=n, unit="img") as advance:
+        for start, pooled, tokens in image.encode_batches(paths, enc, opts.batch_size, dev,
                                                           opts.image_stages, opts.stage_grid):
             stop = start + len(pooled)
             feats[start:stop] = pooled
@@ -173,8 +186,8 @@ def _image(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
                 dset[start:stop] = tok
             advance(len(pooled))
     seconds = time.perf_counter() - t0
-    rate = ds.n / seconds if seconds > 0 else float("nan")
-    log.info("encoded %d images with %s on %s: %.1f s, %.1f images/s", ds.n, enc.name, dev, seconds, rate)
+    rate = n / seconds if seconds > 0 else float("nan")
+    log.info("encoded %d images with %s on %s: %.1f s, %.1f images/s", n, enc.name, dev, seconds, rate)
     return {**enc.info(), "device": dev, "seconds": round(seconds, 2), "images_per_s": round(rate, 1),
             "stages": list(enc.stage_channels) if opts.image_stages else None,
             "stage_grid": opts.stage_grid if opts.image_stages else None, "gpu_peak_mb": _gpu_peak(dev)}
@@ -195,15 +208,15 @@ def _gpu_peak(dev: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def _text(h5, group, name, mod, ds: Dataset, opts: EncodeOptions) -> dict:
+def _text(h5, group, name, texts: list, opts: EncodeOptions) -> dict:
     from . import device as devices
     from .encoders import text
 
     dev = devices.resolve(opts.device)
     path, tokenizer, model = text.load(opts.text_model)
     dim = model.config.hidden_size
-    dset = _matrix(group, name, shape=(ds.n, dim))
-    for start, pooled in text.encode_batches(list(mod.values), tokenizer, model, opts.text_pool,
+    dset = _matrix(group, name, shape=(len(texts), dim))
+    for start, pooled in text.encode_batches(list(texts), tokenizer, model, opts.text_pool,
                                              opts.batch_size, dev):
         dset[start:start + len(pooled)] = pooled
     return {"encoder": "transformers", "model": str(path), "pool": opts.text_pool, "dim": dim}

@@ -27,7 +27,7 @@ from typing import Mapping
 from .errors import ClimdError, StaleArtifactError, UsageError
 from .sweep import LOGS, Plan, ordered, plan, read_record, record_path, run_task, sweep_dir, write_record, now
 from .sweep_grid import Cell, Grid
-from .sweep_stages import UPSTREAM
+from .sweep_stages import SHARD_INDEX, UPSTREAM
 
 log = logging.getLogger("climd")
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
@@ -85,7 +85,7 @@ class Array:
 
     def labels(self) -> list[list[str]]:
         """What each task does: its cells (run/variant/seedK) or its run."""
-        return [[Cell.from_dict(c).key for c in s["cells"]] if s["kind"] == "train" else [s["run"]]
+        return [[Cell.from_dict(c).key for c in s["cells"]] if s["kind"] == "train" else [s.get("label", s["run"])]
                 for s in self.specs]
 
 
@@ -98,7 +98,10 @@ def arrays(p: Plan, cells_per_task: int | None = None, force: bool = False, cade
         specs = [{"kind": "upstream", "stage": stage, "cache_dir": cache, "run": run,
                   "invocations": [o for s, o in p.grid.upstream_for(run) if s == stage]}
                  for run in p.upstream.get(stage, [])]
-        if specs:
+        if stage == "encode" and any(o.get("shards") for spec in specs for o in spec["invocations"]):
+            out.append(Array("encode-shards", [task for spec in specs for task in shard_tasks(spec)]))
+            out.append(Array("encode-merge", specs))      # the merge reuses the fresh shards
+        elif specs:
             out.append(Array(stage, specs))
     chunks = chunk(p.todo, cells_per_task)
     if chunks:
@@ -106,6 +109,18 @@ def arrays(p: Plan, cells_per_task: int | None = None, force: bool = False, cade
                                     "evaluate": p.grid.evaluate, "force": force,
                                     "cadence": asdict(cadence) if cadence else None} for cells in chunks]))
     return out
+
+
+def shard_tasks(spec: dict) -> list[dict]:
+    """One task per shard of each ``shards: N`` encode of a run (an unsharded encode: one task)."""
+    tasks = []
+    for opts in spec["invocations"]:
+        count = opts.get("shards") or 0
+        for index in range(count) if count else [None]:
+            one = opts if index is None else {**opts, SHARD_INDEX: index}
+            tasks.append({**spec, "invocations": [one],
+                          "label": spec["run"] + (f" shard {index}/{count}" if index is not None else "")})
+    return tasks
 
 
 def chunk(cells: list[Cell], size: int | None) -> list[list[Cell]]:

@@ -14,6 +14,7 @@ from .errors import ClimdError
 from .store import Artifact, RunStore
 
 UPSTREAM = ("encode", "score", "fit-dist", "schedule")
+SHARD_INDEX = "shard-index"    # set by the SLURM planner on the encode tasks of ``shards: N``, never by a grid
 
 # option (as `climd <stage> --help` spells it) -> kind
 OPTIONS: dict[str, dict[str, str]] = {
@@ -21,7 +22,7 @@ OPTIONS: dict[str, dict[str, str]] = {
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "image-stages": "bool", "stage-grid": "int",
-               "text-model": "path", "text-pool": "str", "batch-size": "int", "device": "str"},
+               "text-model": "path", "text-pool": "str", "batch-size": "int", "device": "str", "shards": "int"},
     "score": {"folds": "int", "measure": "str", "combine": "str", "easy": "str", "seed": "int",
               "probe-hidden": "int", "probe-epochs": "int", "probe-lr": "float", "probe-weight-decay": "float",
               "probe-head": "str", "tag": "str"},
@@ -66,6 +67,8 @@ def check(stage: str, opts: dict) -> None:
         schedule_args(opts)[0].check()
     elif stage == "fit-dist" and not opts.get("gamma", 0.3) > 0:
         raise ValueError("gamma must be > 0")
+    elif stage == "encode" and opts.get("shards") is not None and opts["shards"] < 1:
+        raise ValueError("shards must be >= 1")
 
 
 # -- options -> library calls ----------------------------------------------------------------------
@@ -104,6 +107,11 @@ def schedule_args(opts: dict):
 def run_upstream(store: RunStore, stage: str, opts: dict, force: bool = False) -> tuple[Artifact, bool]:
     """Build (or reuse) one stage of ``store``'s run with the grid's options."""
     if stage == "encode":
+        if opts.get("shards"):                 # SHARD_INDEX: one shard (a SLURM array task); else shards + merge
+            from . import shards
+
+            return shards.run_sharded(store, *encode_args(opts), count=opts["shards"],
+                                      index=opts.get(SHARD_INDEX), force=force)
         from . import encode
 
         return encode.run(store, *encode_args(opts), force=force)
@@ -189,6 +197,10 @@ def _inputs_match(stage: str, opts: dict, artifact: Artifact) -> bool:
 def upstream_command(stage: str, run: str, opts: dict) -> str:
     """The `climd <stage>` command these options stand for (recorded in the artifact's meta.json)."""
     parts = ["climd", stage, "--run", run]
+    opts = dict(opts)
+    if opts.get("shards"):
+        count, index = opts.pop("shards"), opts.pop(SHARD_INDEX, None)
+        parts += [f"--shard {index}/{count}"] if index is not None else ["--merge", f"--shards {count}"]
     for key, value in opts.items():
         if value is None or value is False:
             continue

@@ -7,7 +7,6 @@ are checked to be really trained: some published files are untrained networks.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -179,42 +178,7 @@ def load_image(path: Path, encoder: ImageEncoder):
 
 def encode_batches(paths: list[Path], encoder: ImageEncoder, batch_size: int, device: str,
                    stages: bool = False, grid: int = 7) -> Iterator[tuple[int, np.ndarray, list]]:
-    """Yield (start, pooled features, stage token arrays) per batch; at most two batches of
-    decoded images are held at once."""
-    import torch
-    import torch.nn.functional as F
+    """Yield (start, pooled features, stage token arrays) per batch (the loop: :mod:`.image_batch`)."""
+    from .image_batch import encode_batches as loop
 
-    model = encoder.model.to(device)
-    use_amp = device.startswith("cuda")
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        pending = None
-        for start in range(0, len(paths), batch_size):
-            future = pool.submit(lambda s: torch.stack([load_image(p, encoder) for p in paths[s:s + batch_size]]), start)
-            if pending is not None:
-                yield _run(model, *pending, device, use_amp, stages, grid, F)
-            pending = (start, future)
-        if pending is not None:
-            yield _run(model, *pending, device, use_amp, stages, grid, F)
-
-
-def _run(model, start, future, device, use_amp, stages, grid, F):
-    import torch
-
-    x = future.result().to(device, non_blocking=True)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-        if hasattr(model, "forward_features"):
-            pooled, maps = model.forward_features(x, stages)
-        else:
-            pooled, maps = _resnet_features(model, x, stages)
-        tokens = [F.adaptive_avg_pool2d(m.float(), grid).flatten(2).transpose(1, 2).cpu().numpy()
-                  for m in maps]
-    return start, pooled.float().cpu().numpy(), tokens
-
-
-def _resnet_features(model, x, stages: bool):
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    maps = []
-    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
-        x = layer(x)
-        maps.append(x)
-    return x.mean((2, 3)), maps if stages else []
+    return loop(paths, encoder, batch_size, device, stages, grid)
