@@ -46,9 +46,12 @@ def predict(
     """Predict class probabilities for new, unlabelled samples with a trained model (or a seed ensemble)."""
     from stages import predict as stage
     from stages.atomic import atomic_write_text
+    from stages.errors import UsageError
 
     from .common import store
 
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {out} is a folder", fix="give a file name, e.g. --out predictions.csv")
     result = stage.run(store(run, cache_dir), variant, data, format, seed, ensemble, device, batch_size)
     for note in result.notes:
         info(f"[yellow]note:[/] {note}")

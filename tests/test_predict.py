@@ -237,3 +237,9 @@ def test_tcga_tables_without_target_equal_evaluate(cli, cache, tmp_path):
     np.testing.assert_allclose(got[cols], want[cols], atol=1e-6, rtol=0)
     (new / "mirna.csv").unlink()
     refused(cli("predict", "--run", "t", "--variant", "lr", "--data", new), 3, "missing modality ['mirna']")
+
+
+def test_bad_paths_are_named(cli, rcache, tmp_path, mogonet_new):
+    refused(cli("predict", "--run", "r", "--variant", EF, "--data", tmp_path / "nowhere", "--format", "mogonet"), 3,
+            "nowhere", "does not exist")
+    refused(cli("predict", "--run", "r", "--variant", EF, "--data", mogonet_new, "--out", tmp_path), 2, "is a folder")

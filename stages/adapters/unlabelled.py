@@ -36,6 +36,8 @@ def load(path: Path, fmt: str | None, opts: DataOptions) -> NewSamples:
     """The samples at ``path`` (``fmt`` detected when None); ``opts``: the run's recorded data options
     (modality selection, Derm7pt task and table)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist", fix="check --data")
     fmt = fmt or _detect(path)
     if fmt == "mogonet":
         new = _mogonet(path)
