@@ -49,7 +49,7 @@ def main_options(
 
 
 def _register():
-    from . import cmd_core, cmd_encode, cmd_inspect, cmd_report, cmd_status, cmd_sweep, cmd_train
+    from . import cmd_core, cmd_encode, cmd_inspect, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
 
     app.command("encode", epilog=cmd_encode.EPILOG)(cmd_encode.encode)
     app.command("score", epilog=cmd_core.SCORE_EPILOG)(cmd_core.score)
@@ -57,6 +57,7 @@ def _register():
     app.command("schedule", epilog=cmd_core.SCHEDULE_EPILOG)(cmd_core.schedule)
     app.command("train", epilog=cmd_train.TRAIN_EPILOG)(cmd_train.train)
     app.command("evaluate", epilog=cmd_train.EVAL_EPILOG)(cmd_train.evaluate)
+    app.command("predict", epilog=cmd_predict.EPILOG)(cmd_predict.predict)
     app.command("report", epilog=cmd_report.REPORT_EPILOG)(cmd_report.report)
     app.command("select", epilog=cmd_report.SELECT_EPILOG)(cmd_report.select)
     app.command("inspect", epilog=cmd_inspect.EPILOG)(cmd_inspect.inspect)

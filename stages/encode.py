@@ -152,6 +152,8 @@ def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:
     pre = h5.require_group(f"preprocessing/{name}")
     pre.create_dataset("mean", data=stats["mean"])
     pre.create_dataset("std", data=stats["std"])
+    if "fill" in stats:                       # --impute: what `climd predict` fills new samples with
+        pre.create_dataset("fill", data=stats["fill"])
     if mod.feature_names:
         pre.create_dataset("feature_names", data=mod.feature_names, dtype=h5py.string_dtype())
     return {"encoder": "standardize(train)", "source": str(mod.source),

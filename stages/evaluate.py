@@ -23,11 +23,17 @@ def artifact_name(split: str, variant: str, seed: int) -> str:
 def run(store: RunStore, variant: str, seed: int, split: str = "test", force: bool = False) -> tuple[Artifact, bool]:
     if split not in SPLITS:
         raise UsageError(f"unknown --split {split!r}", fix="use test or valid")
-    trained = store.load(train.artifact_name(variant, seed))
+    trained = load_trained(store, variant, seed)
     enc = store.load("encode")
     return store.build(artifact_name(split, variant, seed), STAGE, VERSION, {"split": split},
                        {"train": trained.ref(), "encode": enc.ref()},
                        lambda out: _write(out, trained, enc, split), force=force)
+
+
+def load_trained(store: RunStore, variant: str, seed: int) -> Artifact:
+    """The train artifact of (variant, seed), complete, with its files unchanged (hashes in meta.json)
+    and fresh against its encode (and schedule) artifact; else Missing/StaleArtifactError."""
+    return store.load(train.artifact_name(variant, seed))
 
 
 def incomplete_trainings(store: RunStore) -> list:

@@ -32,7 +32,8 @@ def looks_like(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in SUFFIXES
 
 
-def read_spec(path: Path) -> dict:
+def read_spec(path: Path, required: tuple = ("table", "id_column", "label_column", "modalities")) -> dict:
+    """The parsed manifest; ``required`` keys must be present (``climd predict`` needs no labels)."""
     text = require_file(path, "manifest").read_text()
     try:
         if path.suffix.lower() == ".json":
@@ -44,7 +45,7 @@ def read_spec(path: Path) -> dict:
         raise DataError(f"{path}: cannot parse the manifest ({exc})")
     if not isinstance(spec, dict):
         raise DataError(f"{path}: the manifest must be a mapping")
-    for key in ("table", "id_column", "label_column", "modalities"):
+    for key in required:
         if key not in spec:
             raise DataError(f"{path}: manifest has no {key!r}", fix=f"add '{key}:' (see `climd encode --help`)")
     return spec
