@@ -66,7 +66,7 @@ reproduce-quick: install
 	$(RUN_CLIMD) CLIMD_CACHE=cache/quick RESULTS=cache/quick/results $(BIN)/python scripts/reproduce.py --quick brca derm7pt cfcml table3
 
 # Wall time and peak memory per stage (CPU, and GPU when there is one).
-BENCH_IMAGES ?= 0
+BENCH_IMAGES ?= 256
 bench: install
 	$(BIN)/python scripts/bench.py --out results/bench --images $(BENCH_IMAGES)
 
