@@ -124,3 +124,19 @@ def test_weights_that_are_not_a_state_dict_and_safetensors(cli, cache, tmp_path)
     save_file(torchvision.models.resnet18(weights=None).state_dict(), str(tmp_path / "r18.safetensors"))
     r = cli(*_weights_args(tmp_path, tmp_path / "r18.safetensors"), "--allow-random-weights")
     assert r.exit_code == 0, r.output
+
+
+def test_two_identical_image_encodes_give_byte_identical_features(cli, cache, tmp_path):
+    """Timings (seconds, images/s, GPU peak, device) live in meta.json only, never in features.h5."""
+    import json
+    import time
+
+    path = datagen.manifest(tmp_path / "m", n=8)
+    args = ["--data", path, "--random-init", "--image-size", "32", "--device", "cpu"]
+    assert cli("encode", "--run", "a", *args).exit_code == 0
+    time.sleep(1.1)                        # HDF5 object times have a resolution of one second
+    assert cli("encode", "--run", "b", *args).exit_code == 0
+    a, b = (cache / r / "encode" / "features.h5" for r in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    meta = json.loads((cache / "a" / "encode" / "meta.json").read_text())
+    assert "seconds" in json.dumps(meta) and "images_per_s" in json.dumps(meta)
