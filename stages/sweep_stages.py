@@ -79,7 +79,8 @@ def encode_args(opts: dict):
                             split_file=Path(o["split-file"]) if o.get("split-file") else None,
                             test_size=o.get("test-size", 0.3), split_seed=o.get("seed", 0),
                             val_fraction=o.get("val-fraction", 0.0), task=o.get("task", "diag5"),
-                            derm_tabular=o.get("derm-tabular", "meta"), impute=o.get("impute"))
+                            derm_tabular=o.get("derm-tabular", "meta"),
+                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"))
     enc = EncodeOptions(**{k.replace("-", "_"): (Path(v) if k in ("image-weights", "text-model") and v else v)
                            for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__})
     return data, data_opts, enc
