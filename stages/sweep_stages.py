@@ -18,6 +18,7 @@ UPSTREAM = ("encode", "score", "fit-dist", "schedule")
 # option (as `climd <stage> --help` spells it) -> kind
 OPTIONS: dict[str, dict[str, str]] = {
     "encode": {"data": "path", "format": "str", "modalities": "list", "task": "str", "derm-tabular": "str",
+               "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "image-stages": "bool", "stage-grid": "int",

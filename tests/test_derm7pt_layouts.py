@@ -111,7 +111,7 @@ def test_missing_images_are_all_named(cli, cache, tmp_path):
     (root / "images" / "Abc" / "Img004.png").unlink()
     r = cli("encode", "--run", "x", "--data", root, *FAST)
     assert r.exit_code == 3 and "Traceback" not in r.output
-    assert "2 image(s)" in r.stderr and "Img001.jpg" in r.stderr and "Img004.png" in r.stderr and "row 1" in r.stderr
+    assert "2 images" in r.stderr and "'Abc/Img001.jpg' (row 1)" in r.stderr and "Img004.png" in r.stderr
 
 
 def test_unreadable_image_is_named(cli, cache, tmp_path):

@@ -202,12 +202,14 @@ def resolve_images(root: Path, rel_paths: list, meta_path: Path, rows=None, colu
     for k, rel in enumerate(rel_paths):
         hit = None if pd.isna(rel) else by_lower.get(str(rel).strip().replace("\\", "/").lower())
         if hit is None:
-            missing.append(f"row {rows[k]}: {rel!r}" if rows is not None else repr(rel))
+            missing.append(f"{rel!r} (row {rows[k]})" if rows is not None else repr(rel))
         out.append(hit)
     if missing:
-        where = f"of the {column!r} column " if column else ""
-        raise DataError(f"{meta_path}: {len(missing)} image(s) {where}not found under {root}: "
-                        + "; ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""),
+        where = f" of the {column!r} column" if column else ""
+        what = (f"image {missing[0]}{where} not found under {root}" if len(missing) == 1 else
+                f"{len(missing)} images{where} not found under {root}: " + ", ".join(missing[:5])
+                + (", ..." if len(missing) > 5 else ""))
+        raise DataError(f"{meta_path}: {what}",
                         fix="add the missing image files, or correct the image paths (relative to "
                             f"{root.name}/)")
     return out
