@@ -19,6 +19,8 @@ Examples:
 
   climd encode --run derm --data ../shared/data/Derm7pt_plus --image-stages
 
+  climd encode --run derm3 --data ../shared/data/Derm7pt_plus --derm-modalities image,text,tabular
+
   climd encode --run mine --data my_manifest.yaml --val-fraction 0.2
 
   climd encode --run big --data big.yaml --shard 3/8        # one shard (e.g. SLURM_ARRAY_TASK_ID=3)
@@ -26,7 +28,9 @@ Examples:
   climd encode --run big --data big.yaml --merge --shards 8 # check the 8 shards, write `encode`
 
 Formats: mogonet ({k}_tr.csv, {k}_te.csv, labels_tr.csv, labels_te.csv), tcga (target.csv + one CSV
-per modality keyed by sample id), derm7pt (Derm7pt_plus folder), manifest (YAML/JSON, see README).
+per modality keyed by sample id), derm7pt (our Derm7pt_plus folder, the official
+release: meta/meta.csv + meta/{train,valid,test}_indexes.csv + images/, or a minimal meta/meta.csv with
+diagnosis and derm columns + images/, split stratified), manifest (YAML/JSON, see README).
 """
 
 
@@ -37,7 +41,8 @@ def encode(
     format: Annotated[Optional[str], typer.Option(help="mogonet|tcga|derm7pt|manifest (detected when omitted).", rich_help_panel=IN)] = None,
     modalities: Annotated[Optional[str], typer.Option(help="Comma-separated modalities to use (tcga: clinical is opt-in).", rich_help_panel=IN)] = None,
     task: Annotated[str, typer.Option(help="Derm7pt label: diag5 (NEV/MEL/MISC/SK/BCC) or nev-vs-mel.", rich_help_panel=IN)] = "diag5",
-    derm_tabular: Annotated[str, typer.Option(help="Derm7pt tabular record: meta (difficulty, elevation, location, sex) or meta+7pt (adds the 7-point criteria).", rich_help_panel=IN)] = "meta",
+    derm_tabular: Annotated[str, typer.Option(help="Derm7pt tabular record: meta (difficulty, elevation, location, sex), meta+7pt (adds the 7-point criteria) or 7pt (the criteria only).", rich_help_panel=IN)] = "meta",
+    derm_modalities: Annotated[Optional[str], typer.Option(help="Derm7pt inputs, comma-separated from image, tabular (the 7-point criteria), text (sex, location, elevation and difficulty as one sentence, for --text-model; default MiniLM), meta-onehot (the same fields one-hot). E.g. image,text,tabular. Default: image + --derm-tabular.", rich_help_panel=IN)] = None,
     impute: Annotated[Optional[str], typer.Option(help="Fill missing tabular values with the training mean|median (default: refuse NaN).", rich_help_panel=IN)] = None,
     split_file: Annotated[Optional[Path], typer.Option(help="CSV sample_id,split (train|valid|test).", rich_help_panel=SPLIT)] = None,
     test_size: Annotated[float, typer.Option(help="Test fraction of a stratified split (when no split is given).", rich_help_panel=SPLIT)] = 0.3,
@@ -68,7 +73,8 @@ def encode(
 
     data_opts = DataOptions(format=format, modalities=modalities.split(",") if modalities else None,
                             split_file=split_file, test_size=test_size, split_seed=seed,
-                            val_fraction=val_fraction, resplit=resplit, task=task, derm_tabular=derm_tabular, impute=impute)
+                            val_fraction=val_fraction, resplit=resplit, task=task, derm_tabular=derm_tabular,
+                            derm_modalities=derm_modalities, impute=impute)
     opts = stage.EncodeOptions(image_encoder=image_encoder, image_weights=image_weights, image_size=image_size,
                                allow_random_weights=allow_random_weights, random_init=random_init,
                                image_stages=image_stages,

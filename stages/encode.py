@@ -125,11 +125,20 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
             else:
                 info = (_image if mod.kind == "image" else _text)(h5, group, name, list(mod.values), opts)
             group[name].attrs["kind"] = mod.kind
-            group[name].attrs["encoder"] = json.dumps(info, default=str)
+            group[name].attrs["encoder"] = json.dumps(_stable(info), default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
     with open(path, "wb") as fh:
         fh.write(buffer.getbuffer())
     return summary
+
+
+# Facts about one particular execution: kept in meta.json (the summary), never in features.h5, so two
+# encodes of the same data give byte-identical files.
+RUN_FACTS = ("device", "seconds", "images_per_s", "gpu_peak_mb")
+
+
+def _stable(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k not in RUN_FACTS}
 
 
 def _matrix(group, name: str, data=None, shape=None):

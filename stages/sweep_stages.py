@@ -19,6 +19,7 @@ SHARD_INDEX = "shard-index"    # set by the SLURM planner on the encode tasks of
 # option (as `climd <stage> --help` spells it) -> kind
 OPTIONS: dict[str, dict[str, str]] = {
     "encode": {"data": "path", "format": "str", "modalities": "list", "task": "str", "derm-tabular": "str",
+               "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "image-stages": "bool", "stage-grid": "int",
@@ -82,7 +83,8 @@ def encode_args(opts: dict):
                             split_file=Path(o["split-file"]) if o.get("split-file") else None,
                             test_size=o.get("test-size", 0.3), split_seed=o.get("seed", 0),
                             val_fraction=o.get("val-fraction", 0.0), task=o.get("task", "diag5"),
-                            derm_tabular=o.get("derm-tabular", "meta"), impute=o.get("impute"))
+                            derm_tabular=o.get("derm-tabular", "meta"),
+                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"))
     enc = EncodeOptions(**{k.replace("-", "_"): (Path(v) if k in ("image-weights", "text-model") and v else v)
                            for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__})
     return data, data_opts, enc

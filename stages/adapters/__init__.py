@@ -26,6 +26,7 @@ class DataOptions:
     val_fraction: float = 0.0
     task: str = "diag5"
     derm_tabular: str = "meta"
+    derm_modalities: str | None = None
     impute: str | None = None
     resplit: int = 0
 
@@ -63,7 +64,8 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
         ds = tcga.load(path, opts.modalities, opts.split_file, opts.test_size, opts.split_seed)
     elif fmt == "derm7pt":
         _no_split_options(opts, fmt)
-        ds = derm7pt.load(path, opts.task, opts.derm_tabular)
+        ds = derm7pt.load(path, opts.task, opts.derm_tabular, opts.derm_modalities, opts.test_size,
+                          opts.split_seed)
     else:
         ds = manifest.load(path, opts.test_size, opts.split_seed)
     if opts.modalities and fmt != "tcga":

@@ -1,7 +1,16 @@
-"""Derm7pt (Derm7pt_plus layout): dermoscopic image + tabular record, original train/valid/test split.
+"""Derm7pt: dermoscopic image + tabular record (+ optionally the metadata as a sentence of text).
+
+Three folder layouts are accepted (``layout``):
+
+* ``curated``  - our Derm7pt_plus folder: ``meta_original_columns_f81b6f8/meta.csv`` and the original
+  split rebuilt in ``splits_original_reconstructed/``;
+* ``official`` - the Derm7pt release (``release_v0``): ``meta/meta.csv`` with its original columns,
+  ``meta/{train,valid,test}_indexes.csv`` (header ``indexes``, zero-based rows of meta.csv), ``images/``;
+* ``minimal``  - ``meta/meta.csv`` with at least ``diagnosis`` and ``derm`` (and whichever 7-point or
+  metadata columns exist), ``images/``; no index files: a stratified split (--test-size, --seed).
 
 The ``management`` column is never an input: every melanoma has management = excision, so it
-leaks the label.
+leaks the label; ``diagnosis`` is the label.
 """
 from __future__ import annotations
 
@@ -10,12 +19,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dataset import UNUSED, Dataset, Modality
-from ..errors import DataError, UsageError, check_choices
+from ..dataset import UNUSED, Dataset
+from ..errors import DataError, check_choices
 from .common import require_file
+from .derm7pt_inputs import (CHECKLIST, LEAKS, METADATA, MODALITY_CHOICES, TABULAR, build_modalities,
+                             one_hot, parse_modalities)
+from .splits import stratified_split
+
+__all__ = ["CHECKLIST", "LEAKS", "METADATA", "MODALITY_CHOICES", "TABULAR", "one_hot", "load", "layout"]
 
 META = Path("meta_original_columns_f81b6f8/meta.csv")
 SPLIT_DIR = Path("splits_original_reconstructed")
+RELEASE_META = Path("meta/meta.csv")
+SPLIT_NAMES = ("train", "valid", "test")
 
 # The 5-class diagnosis grouping of Kawahara et al. (2018) for the 20 raw Derm7pt diagnoses.
 DIAG5 = {
@@ -28,101 +44,172 @@ DIAG5 = {
     "BCC": ["basal cell carcinoma"],
 }
 CLASSES = ["NEV", "MEL", "MISC", "SK", "BCC"]
-METADATA = ["level_of_diagnostic_difficulty", "elevation", "location", "sex"]
-CHECKLIST = ["pigment_network", "streaks", "pigmentation", "regression_structures",
-             "dots_and_globules", "blue_whitish_veil", "vascular_structures"]
-LEAKS = ("management", "diagnosis")
 TASKS = ("diag5", "nev-vs-mel")
-TABULAR = ("meta", "meta+7pt")
+EXPECTED = ("expected meta_original_columns_f81b6f8/meta.csv (our curated Derm7pt_plus), or meta/meta.csv "
+            "with meta/{train,valid,test}_indexes.csv (the official release), or meta/meta.csv with "
+            "diagnosis and derm columns (minimal), each beside an images/ folder")
+
+
+def layout(path: Path) -> str | None:
+    path = Path(path)
+    if (path / META).is_file():
+        return "curated"
+    if (path / RELEASE_META).is_file():
+        return "official" if any(_index_file(path, s).exists() for s in SPLIT_NAMES) else "minimal"
+    return None
 
 
 def looks_like(path: Path) -> bool:
-    return (path / META).is_file() and (path / "images").is_dir()
+    return layout(path) is not None and (Path(path) / "images").is_dir()
 
 
-def load(path: Path, task: str = "diag5", tabular: str = "meta") -> Dataset:
+def load(path: Path, task: str = "diag5", tabular: str = "meta", modalities: str | None = None,
+         test_size: float = 0.3, seed: int = 0) -> Dataset:
     path = Path(path)
     check_choices((task, TASKS, "--task"), (tabular, TABULAR, "--derm-tabular"))
-    meta_path = require_file(path / META, "Derm7pt metadata table")
-    meta = pd.read_csv(meta_path)
+    wanted = parse_modalities(modalities, tabular)
+    kind = layout(path)
+    if kind is None:
+        raise DataError(f"{path} is not a Derm7pt folder: {EXPECTED}", fix="check --data")
+    if not (path / "images").is_dir():
+        raise DataError(f"missing Derm7pt images folder: {path / 'images'}", fix="check the --data path")
+    meta_path = path / (META if kind == "curated" else RELEASE_META)
+    meta = _read_meta(meta_path)
     labels = _diag5_labels(meta, meta_path)
-    rows, split, files, class_names, labels = _split(path, task, labels)
-    images = resolve_images(path / "images", meta["derm"].iloc[rows].tolist(), meta_path)
-    columns = METADATA + (CHECKLIST if tabular == "meta+7pt" else [])
-    table, feature_names = one_hot(meta.iloc[rows], columns, meta_path)
+    if kind == "curated":
+        rows, split, files, class_names, labels = _curated_split(path, task, labels)
+        notes = []
+    elif kind == "official":
+        rows, split, files, class_names, labels = _index_split(path, task, labels, len(meta))
+        notes = []
+    else:
+        rows, split, class_names, labels = _stratified(task, labels, test_size, seed)
+        files, notes = [], [f"minimal layout: stratified split test_size={test_size}, seed={seed}"]
+    images = resolve_images(path / "images", meta["derm"].iloc[rows].tolist(), meta_path, rows, "derm")
+    mods, more_notes = build_modalities(meta.iloc[rows], wanted, tabular, images, path / "images", meta_path)
     unused = int((split == UNUSED).sum())
-    notes = [f"{len(meta) - len(rows)} row(s) outside the task were left out"] if len(rows) < len(meta) else []
+    notes += [f"{kind} layout"] + more_notes
+    notes += [f"{len(meta) - len(rows)} row(s) outside the task were left out"] if len(rows) < len(meta) else []
     notes += [f"{unused} row(s) are in no split file: kept as '{UNUSED}'"] if unused else []
     return Dataset(
         name=f"derm7pt-{task}", ids=np.array([f"{r:04d}" for r in rows], dtype=object),
-        labels=labels, class_names=class_names, split=split,
-        modalities={"derm": Modality("derm", "image", images, path / "images"),
-                    "tabular": Modality("tabular", "tabular", table, meta_path, feature_names)},
+        labels=labels, class_names=class_names, split=split, modalities=mods,
         label_source=meta_path, files=[meta_path, *files, *images], notes=notes)
+
+
+def _read_meta(meta_path: Path) -> pd.DataFrame:
+    require_file(meta_path, "Derm7pt metadata table")
+    try:
+        meta = pd.read_csv(meta_path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: cannot read the Derm7pt metadata table ({exc})",
+                        fix="give a comma-separated CSV with a header row")
+    missing = [c for c in ("diagnosis", "derm") if c not in meta.columns]
+    if missing:
+        raise DataError(f"{meta_path}: missing column(s) {missing} (has {list(meta.columns)[:12]})",
+                        fix="Derm7pt's meta.csv needs 'diagnosis' (raw diagnosis) and 'derm' (image path "
+                            "under images/)")
+    if meta.empty:
+        raise DataError(f"{meta_path}: no rows", fix="give one row per case")
+    return meta
 
 
 def _diag5_labels(meta: pd.DataFrame, meta_path: Path) -> np.ndarray:
     lookup = {raw: CLASSES.index(group) for group, raws in DIAG5.items() for raw in raws}
-    unknown = sorted(set(meta["diagnosis"]) - set(lookup))
-    if unknown:
-        raise DataError(f"{meta_path}: unknown diagnosis {unknown[:3]}",
-                        fix="add it to stages/adapters/derm7pt.py DIAG5")
-    return meta["diagnosis"].map(lookup).to_numpy(dtype=np.int64)
+    raw = meta["diagnosis"].astype(str).str.strip()
+    bad = ~raw.isin(list(lookup))
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        unknown = sorted(set(raw[bad]))
+        raise DataError(f"{meta_path}: unknown diagnosis {unknown[:3]} (first at row {first})",
+                        fix="use Derm7pt's raw diagnosis names, or add it to stages/adapters/derm7pt.py DIAG5")
+    return raw.map(lookup).to_numpy(dtype=np.int64)
 
 
-def _split(path: Path, task: str, labels: np.ndarray):
+def _index_file(path: Path, name: str) -> Path:
+    return path / "meta" / f"{name}_indexes.csv"
+
+
+def _read_indexes(f: Path, n_rows: int) -> list[int]:
+    try:
+        table = pd.read_csv(f)
+        values = pd.to_numeric(table["indexes"], errors="raise")
+    except KeyError:
+        raise DataError(f"{f}: needs a column named 'indexes'", fix="one zero-based row of meta.csv per line")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, TypeError) as exc:
+        raise DataError(f"{f}: cannot read the row indexes ({exc.__class__.__name__}: {exc})",
+                        fix="a column 'indexes' of whole numbers (zero-based rows of meta.csv)")
+    if values.isna().any() or (values % 1 != 0).any():
+        raise DataError(f"{f}: 'indexes' must be whole numbers", fix="zero-based rows of meta.csv")
+    idx = values.astype(int).tolist()
+    out = [i for i in idx if not 0 <= i < n_rows]
+    if out:
+        raise DataError(f"{f}: row index {out[0]} is outside meta.csv (rows 0..{n_rows - 1})",
+                        fix="use the index files of the same release as meta.csv")
+    return idx
+
+
+def _place(named: dict[str, list[int]], where: Path, n_rows: int):
+    rows = [r for idx in named.values() for r in idx]
+    if len(set(rows)) != len(rows):
+        raise DataError(f"{where}: a row is listed in more than one split")
+    placed = {r: s for s, idx in named.items() for r in idx}
+    return np.array([placed.get(r, UNUSED) for r in range(n_rows)], dtype=object)
+
+
+def _curated_split(path: Path, task: str, labels: np.ndarray):
     """Rows in the task, their split, the split files read, class names and labels of those rows."""
     suffix = "reconstructed" if task == "diag5" else "NEVvsMEL_cfcml"
-    rows, split, files = [], [], []
-    for name in ("train", "valid", "test"):
-        f = require_file(path / SPLIT_DIR / f"{name}_indexes_{suffix}.csv", f"{name} split file")
-        idx = pd.read_csv(f)["indexes"].astype(int).tolist()
-        rows += idx
-        split += [name] * len(idx)
-        files.append(f)
-    if len(set(rows)) != len(rows):
-        raise DataError(f"{path / SPLIT_DIR}: a row is listed in more than one split")
+    files = [require_file(path / SPLIT_DIR / f"{s}_indexes_{suffix}.csv", f"{s} split file") for s in SPLIT_NAMES]
+    named = {s: _read_indexes(f, len(labels)) for s, f in zip(SPLIT_NAMES, files)}
+    split = _place(named, path / SPLIT_DIR, len(labels))
     if task == "diag5":
         # Keep rows no split file places (2 in Derm7pt) as "unused": encoded, never trained on.
-        placed = dict(zip(rows, split))
-        rows = np.arange(len(labels))
-        split = np.array([placed.get(r, UNUSED) for r in rows], dtype=object)
-        return rows, split, files, list(CLASSES), labels
-    rows = np.array(rows)
-    order = np.argsort(rows, kind="stable")
-    rows, split = rows[order], np.array(split, dtype=object)[order]
-    y = labels[rows]
-    keep = np.isin(y, [CLASSES.index("NEV"), CLASSES.index("MEL")])
-    if not keep.all():
+        return np.arange(len(labels)), split, files, list(CLASSES), labels
+    rows = np.flatnonzero(split != UNUSED)
+    if not np.isin(labels[rows], [CLASSES.index("NEV"), CLASSES.index("MEL")]).all():
         raise DataError(f"{path / SPLIT_DIR}: the NEVvsMEL split lists rows that are neither NEV nor MEL")
-    return rows, split, files, ["NEV", "MEL"], (y == CLASSES.index("MEL")).astype(np.int64)
+    return rows, split[rows], files, ["NEV", "MEL"], (labels[rows] == CLASSES.index("MEL")).astype(np.int64)
 
 
-def resolve_images(root: Path, rel_paths: list[str], meta_path: Path) -> list[Path]:
-    """Image paths, matched case-insensitively (one Derm7pt file differs from the table in case)."""
+def _index_split(path: Path, task: str, labels: np.ndarray, n_rows: int):
+    """The official release: meta/{train,valid,test}_indexes.csv (all three must exist)."""
+    files = [require_file(_index_file(path, s), f"Derm7pt {s} index file") for s in SPLIT_NAMES]
+    named = {s: _read_indexes(f, n_rows) for s, f in zip(SPLIT_NAMES, files)}
+    split = _place(named, path / "meta", n_rows)
+    rows, class_names, y = _task_rows(task, labels)
+    return rows, split[rows], files, class_names, y
+
+
+def _stratified(task: str, labels: np.ndarray, test_size: float, seed: int):
+    rows, class_names, y = _task_rows(task, labels)
+    return rows, stratified_split(y, test_size, seed), class_names, y
+
+
+def _task_rows(task: str, labels: np.ndarray):
+    if task == "diag5":
+        return np.arange(len(labels)), list(CLASSES), labels
+    nev, mel = CLASSES.index("NEV"), CLASSES.index("MEL")
+    rows = np.flatnonzero(np.isin(labels, [nev, mel]))
+    return rows, ["NEV", "MEL"], (labels[rows] == mel).astype(np.int64)
+
+
+def resolve_images(root: Path, rel_paths: list, meta_path: Path, rows=None, column: str | None = None) -> list[Path]:
+    """Image paths, matched case-insensitively (one Derm7pt file differs from the table in case).
+    Every missing image is counted and the first few named (with their row of the table when given)."""
     by_lower = {p.relative_to(root).as_posix().lower(): p for p in root.rglob("*") if p.is_file()}
-    out = []
-    for rel in rel_paths:
-        hit = by_lower.get(str(rel).lower())
+    out, missing = [], []
+    for k, rel in enumerate(rel_paths):
+        hit = None if pd.isna(rel) else by_lower.get(str(rel).strip().replace("\\", "/").lower())
         if hit is None:
-            raise DataError(f"{meta_path}: image {rel!r} not found under {root}",
-                            fix="check the images folder or the path column")
+            missing.append(f"{rel!r} (row {rows[k]})" if rows is not None else repr(rel))
         out.append(hit)
-    return out
-
-
-def one_hot(frame: pd.DataFrame, columns: list[str], source: Path) -> tuple[np.ndarray, list[str]]:
-    """One-hot encode categorical columns (categories sorted, so the layout is stable)."""
-    leaked = [c for c in columns if c in LEAKS]
-    if leaked:
-        raise UsageError(f"{leaked} may not be model inputs: they determine the label")
-    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{source}: missing column(s) {missing}")
-    blocks, names = [], []
-    for col in columns:
-        values = frame[col].astype(str)
-        for cat in sorted(values.unique()):
-            blocks.append((values == cat).to_numpy(dtype=np.float64))
-            names.append(f"{col}={cat}")
-    return np.stack(blocks, axis=1), names
+        where = f" of the {column!r} column" if column else ""
+        what = (f"image {missing[0]}{where} not found under {root}" if len(missing) == 1 else
+                f"{len(missing)} images{where} not found under {root}: " + ", ".join(missing[:5])
+                + (", ..." if len(missing) > 5 else ""))
+        raise DataError(f"{meta_path}: {what}",
+                        fix="add the missing image files, or correct the image paths (relative to "
+                            f"{root.name}/)")
+    return out

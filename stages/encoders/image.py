@@ -75,11 +75,10 @@ def build(name: str, weights: Path | None, size: int = 224, allow_random: bool =
     else:
         if not weights.is_file():
             raise DataError(f"image weights file {weights} does not exist", fix="check --image-weights")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = load_state(weights)
         try:
             model.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError, TypeError) as exc:
             raise DataError(f"{weights} does not fit {name}: {str(exc).splitlines()[0]}",
                             fix="pass weights saved from the same architecture")
         sha = file_sha256(weights)
@@ -88,6 +87,35 @@ def build(name: str, weights: Path | None, size: int = 224, allow_random: bool =
     if weights is not None:
         verify_pretrained(encoder, allow_random)
     return encoder
+
+
+WEIGHTS_FIX = ("pass a state dict saved with torch.save(model.state_dict(), PATH) or a .safetensors file "
+               "of the same architecture (files are never unpickled: weights_only=True)")
+
+
+def load_state(weights: Path) -> dict:
+    """A state dict of tensors from a ``.safetensors`` file or a ``torch.save`` file, read with
+    ``weights_only=True`` (no code in the file can run); DataError naming the file otherwise."""
+    import torch
+
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(weights), device="cpu")
+        else:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to read the file is a bad file, never a traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise DataError(f"cannot load image weights file {weights} ({exc.__class__.__name__}: {first})",
+                        fix=WEIGHTS_FIX)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise DataError(f"image weights file {weights} holds a {type(state).__name__}, not a state dict "
+                        "(parameter names -> tensors)", fix=WEIGHTS_FIX)
+    return state
 
 
 def _architecture(name: str):
@@ -164,15 +192,13 @@ def _to_tensor(image, encoder: ImageEncoder):
 
 
 def load_image(path: Path, encoder: ImageEncoder):
-    """Decode, convert to RGB and resize to the encoder's square input; DataError if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode to 8-bit RGB (16-bit scaled, alpha on black: see ``pixels``) and resize to the
+    encoder's square input; DataError naming the file if unreadable."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB").resize((encoder.size, encoder.size), Image.BILINEAR)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path} ({exc.__class__.__name__}: {exc})",
-                        fix="replace or remove the damaged file")
+    from .pixels import open_rgb
+
+    img = open_rgb(path).resize((encoder.size, encoder.size), Image.BILINEAR)
     return _to_tensor(img, encoder)
 
 

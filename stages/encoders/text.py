@@ -35,9 +35,24 @@ def load(path: Path | None):
         raise DataError(f"{path} is not a transformers model directory (no config.json)")
     from transformers import AutoModel, AutoTokenizer
 
+    quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
     return path, tokenizer, model
+
+
+def quiet_transformers() -> None:
+    """transformers' own bars ("Loading weights") follow climd's: off with -q, --no-progress or when
+    stderr is not a terminal; its warnings are silenced with -q (climd's log level WARNING or above)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from .. import progress
+
+    (hf_logging.enable_progress_bar if progress.enabled() else hf_logging.disable_progress_bar)()
+    quiet = logging.getLogger("climd").getEffectiveLevel() >= logging.WARNING
+    hf_logging.set_verbosity(hf_logging.ERROR if quiet else hf_logging.WARNING)
 
 
 def encode_batches(texts: list[str], tokenizer, model, pooling: str, batch_size: int, device: str,
