@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 DATASETS = ["brca", "kipan", "lgg", "rosmap", "derm7pt"]
-NAMES = {"brca": "BRCA", "kipan": "KIPAN", "lgg": "LGG", "rosmap": "ROSMAP", "derm7pt": "Derm7pt"}
+NAMES = {"brca": "BRCA", "kipan": "KIPAN", "lgg": "LGG", "rosmap": "ROSMAP", "derm7pt": "Derm7pt",
+         "derm3": "Derm7pt image + text + 7-point", "derm3oh": "Derm7pt image + one-hot meta + 7-point"}
 OURS = "climd.oof-zscore+la-epochprior+steps"
 ROWS = [  # (label, variant at the paper's lr, report family)
     ("Baseline (early fusion, CE)", "baseline", "table2"),
@@ -149,7 +150,8 @@ def controls_table(results: Path) -> list[str]:
 
 
 def table3(results: Path) -> list[str]:
-    sets = [d for d in ("brca", "kipan", "lgg", "rosmap") if (results / "table3" / d / "report.csv").is_file()]
+    sets = [d for d in ("brca", "kipan", "lgg", "rosmap", "derm3", "derm3oh")
+            if (results / "table3" / d / "report.csv").is_file()]
     lines = ["| data set | model | without CLIMD | with CLIMD | random order | CLIMD − without |",
              "|---|---|---|---|---|---|"]
     for ds in sets:
