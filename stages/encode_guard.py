@@ -62,8 +62,10 @@ def check_same_data(store: RunStore, name: str, inputs: dict, key: str, force: b
     if new == old_path or resolved(new) == (old_resolved or resolved(old_path)):
         return
     shown_new = "the embedded ROSMAP (no --data given)" if new == EMBEDDED else new
-    shown_old = "the embedded ROSMAP" if old_path == EMBEDDED else old_path
-    again = "" if old_path == EMBEDDED else f" --data {shlex.quote(old_path)}"
+    full = old_resolved or resolved(old_path)
+    shown_old = ("the embedded ROSMAP" if old_path == EMBEDDED else
+                 old_path if full == old_path else f"{old_path} ({full})")
+    again = "" if old_path == EMBEDDED else f" --data {shlex.quote(full)}"
     raise DataError(
         f"run {store.run!r} already holds {shown_old}; this encode would replace it with {shown_new}",
         fix=f"use a new run name for this data (--run NAME), rerun with `--run {store.run}{again}` to keep it, "
