@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..dataset import Dataset, Modality, class_index
 from ..errors import DataError, UsageError
