@@ -23,9 +23,27 @@ class Modality:
     values: object
     source: Path                      # the file a user would open to fix a problem
     feature_names: list[str] | None = None
+    # Rows stacked from several files (MOGONET's {k}_tr.csv then {k}_te.csv): [(file, n_rows), ...],
+    # so a bad value is reported in the file (and line) it is in.
+    row_files: list | None = None
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def where(self, row: int, col: int | None = None, ids=None) -> tuple[Path, str]:
+        """(file, "line L" or "sample 'id'" [+ ", column 'c'"]) of a cell, for messages."""
+        path, at = self.source, f"sample {str(ids[row])!r}" if ids is not None else f"row {row + 1}"
+        if self.row_files:
+            start = 0
+            for file, n in self.row_files:
+                if row < start + n:
+                    path, at = file, f"line {row - start + 1}"
+                    break
+                start += n
+        if col is not None:
+            name = self.feature_names[col] if self.feature_names and col < len(self.feature_names) else col + 1
+            at += f", column {str(name)[:40]!r}"
+        return Path(path), at
 
 
 @dataclass
@@ -61,7 +79,7 @@ def validate(ds: Dataset, impute: str | None = None) -> None:
                             f"({ds.label_source}) have {ds.n}",
                             fix="give every modality one row per labelled sample")
         if mod.kind == "tabular":
-            _check_finite(mod, impute)
+            _check_finite(mod, impute, ds.ids)
     _check_class_sizes(ds)
 
 
@@ -70,6 +88,10 @@ def _check_ids(ds: Dataset) -> None:
     if (counts > 1).any():
         dup = uniq[counts > 1][:5].tolist()
         raise DataError(f"{ds.label_source}: duplicate sample ids {dup}", fix="make sample ids unique")
+    odd = [i for i in ds.ids.tolist() if not str(i).isprintable() or str(i) != str(i).strip() or not str(i)]
+    if odd:
+        raise DataError(f"{ds.label_source}: sample id {str(odd[0])[:40]!r} is empty or contains a line break, "
+                        "tab or other control character", fix="use printable sample ids (spaces inside are fine)")
     bad = sorted(set(np.unique(ds.split).tolist()) - set(SPLITS) - {UNUSED})
     if bad:
         raise DataError(f"unknown split names {bad} for {ds.name}",
@@ -84,20 +106,24 @@ def _check_labels(ds: Dataset) -> None:
         raise DataError(f"{ds.name}: the training split is empty", fix="check the split file/options")
 
 
-def _check_finite(mod: Modality, impute: str | None) -> None:
+def _check_finite(mod: Modality, impute: str | None, ids=None) -> None:
     bad = ~np.isfinite(mod.values)
     if not bad.any():
         return
     n_nan = int(np.isnan(mod.values).sum())
     n_inf = int(bad.sum()) - n_nan
-    rows = np.flatnonzero(bad.any(axis=1))
     if n_inf or impute is None:
+        cells = np.isinf(mod.values) if n_inf else bad
+        row, col = (int(v) for v in np.argwhere(cells)[0])
+        path, at = mod.where(row, col, None if mod.row_files else ids)
         what = f"{n_nan} NaN" + (f" and {n_inf} infinite" if n_inf else "")
+        first = "first infinite value" if n_inf else "first"
+        rows = int(cells.any(axis=1).sum())
         fix = ("replace the infinite values in the file" if n_inf else
                "fill the missing values, or pass --impute mean|median to fill them from the "
                "training split")
-        raise DataError(f"{mod.source}: modality {mod.name!r} has {what} values "
-                        f"(in {len(rows)} samples, first row {int(rows[0])})", fix=fix)
+        raise DataError(f"{path}: modality {mod.name!r} has {what} values "
+                        f"(in {rows} samples; {first} at {at})", fix=fix)
 
 
 def _check_class_sizes(ds: Dataset) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .adapters import DataOptions, load_dataset
 from .dataset import Dataset
+from .encode_guard import EMBEDDED, check_same_data, resolved
 from .features import FILE
 from .hashing import file_sha256, files_fingerprint
 from .store import Artifact, RunStore
@@ -42,6 +43,7 @@ class EncodeOptions:
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
         force: bool = False) -> tuple[Artifact, bool]:
     ds, params, inputs, key_params = prepare(data, data_opts, opts)
+    check_same_data(store, STAGE, inputs, store.key_for(STAGE, VERSION, key_params, inputs), force)
     return store.build(STAGE, STAGE, VERSION, params, inputs,
                        lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
                        key_params=key_params)
@@ -59,7 +61,7 @@ def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions) -> t
               **_model_params(opts, kinds)}
     data_path = Path(data) if data else None
     split = Path(data_opts.split_file).resolve() if data_opts.split_file else None
-    inputs = {"data": {"path": str(data_path or "embedded:rosmap"),
+    inputs = {"data": {"path": str(data_path or "embedded:rosmap"), "resolved": resolved(str(data_path or EMBEDDED)),
                        "fingerprint": files_fingerprint([f for f in ds.files if Path(f).resolve() != split])}}
     if split:
         inputs["split_file"] = {"path": str(data_opts.split_file), "fingerprint": file_sha256(split)}
@@ -156,7 +158,8 @@ def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:
 
     from .encoders.tabular import standardize
 
-    z, stats = standardize(mod.values, ds.split == "train", impute)
+    z, stats = standardize(mod.values, ds.split == "train", impute,
+                           where=lambda r, c: mod.where(r, c, None if mod.row_files else ds.ids))
     _matrix(group, name, z)
     pre = h5.require_group(f"preprocessing/{name}")
     pre.create_dataset("mean", data=stats["mean"])

@@ -74,7 +74,7 @@ def _write(out, scored: Artifact, dist: dict | None, opts: ScheduleOptions) -> d
     names = scored.summary["class_names"]
     plan = build_plan(table, names, scored.params["easy"], dist, opts)
     for t, ids in enumerate(plan["ids"], start=1):
-        (out / epoch_file(t)).write_text("".join(f"{i}\n" for i in ids))
+        (out / epoch_file(t)).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     atomic_write_json(out / FILE, plan["json"])
     return plan["summary"]
 
@@ -169,4 +169,6 @@ def load(artifact: Artifact) -> dict:
 
 
 def epoch_ids(artifact: Artifact, t: int) -> list[str]:
-    return artifact.file(epoch_file(t)).read_text().split()
+    """The ids of epoch ``t``: one per line (ids may contain spaces, so never split on whitespace)."""
+    text = artifact.file(epoch_file(t)).read_text(encoding="utf-8")
+    return text.split("\n")[:-1] if text.endswith("\n") else ([] if not text else text.split("\n"))

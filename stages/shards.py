@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import encode
 from .errors import DataError, MissingArtifactError, StaleArtifactError, UsageError
+from .encode_guard import check_same_data
 from .store import Artifact, RunStore
 
 FILE = "shard.h5"
@@ -121,6 +122,7 @@ def run_merge(store: RunStore, data: Path | None, data_opts, opts, count: int,
     if compute is not None:
         params, key_params = {**params, "compute": compute}, {**key_params, "compute": compute}
     _check_inputs(shards, inputs)
+    check_same_data(store, encode.STAGE, inputs, store.key_for(encode.STAGE, encode.VERSION, key_params, inputs), force)
     merge = Merge(shards, ds)
     try:
         return store.build(encode.STAGE, encode.STAGE, encode.VERSION, params, inputs,

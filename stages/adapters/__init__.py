@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..dataset import Dataset, validate
 from ..errors import DataError, UsageError, check_choices
+from ..names import check_name
 from . import derm7pt, manifest, mogonet, tcga
 from .resplit import resplit
 from .splits import carve_validation
@@ -70,6 +71,7 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
         ds = manifest.load(path, opts.test_size, opts.split_seed)
     if opts.modalities and fmt != "tcga":
         ds.modalities = _select(ds, opts.modalities)
+    _check_modality_names(ds)
     ds = resplit(ds, opts.resplit)
     ds.split = carve_validation(ds.split, ds.labels, opts.val_fraction, opts.split_seed)
     validate(ds, opts.impute)
@@ -79,6 +81,16 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
 def _no_split_options(opts: DataOptions, fmt: str) -> None:
     if opts.split_file:
         raise UsageError(f"--split-file does not apply to {fmt} data: its split is part of the data set")
+
+
+def _check_modality_names(ds: Dataset) -> None:
+    """A modality name becomes a folder name in the cache: one safe path component (exit 2)."""
+    for name, mod in ds.modalities.items():
+        try:
+            check_name(name, "modality name")
+        except UsageError as exc:
+            raise UsageError(f"{mod.source}: {exc.message} (modality from {Path(mod.source).name})",
+                             fix=f"rename the file or the modality: {exc.fix}") from None
 
 
 def _select(ds: Dataset, names: list[str]) -> dict:

@@ -44,7 +44,8 @@ def load(path: Path, class_names: list[str] | None = None) -> Dataset:
                             fix="train and test files of a view need the same features")
         featnames = _read_featnames(path / f"{k}_featname.csv", tr.shape[1])
         files += [tr_path, te_path] + ([path / f"{k}_featname.csv"] if featnames else [])
-        modalities[f"view{k}"] = Modality(f"view{k}", "tabular", np.vstack([tr, te]), tr_path, featnames)
+        modalities[f"view{k}"] = Modality(f"view{k}", "tabular", np.vstack([tr, te]), tr_path, featnames,
+                                          row_files=[(tr_path, len(tr)), (te_path, len(te))])
     ids = np.array([f"tr{i:04d}" for i in range(n_tr)] + [f"te{i:04d}" for i in range(n_te)], dtype=object)
     split = np.array(["train"] * n_tr + ["test"] * n_te, dtype=object)
     names = class_names or names
@@ -58,6 +59,9 @@ def _read_labels(path: Path) -> list:
     lines = path.read_text().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    if not lines:
+        raise DataError(f"{path}: the label file is empty", fix="write one label per line, one line per sample "
+                        "(in the row order of the view files)")
     out = []
     for line in lines:
         value = line.strip()

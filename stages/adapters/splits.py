@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..dataset import SPLITS
 from ..errors import DataError, UsageError
+from .common import few, read_csv
 
 
 def read_split_file(path: Path, ids: np.ndarray, allow_extra: set[str] = frozenset()) -> np.ndarray:
@@ -15,22 +15,29 @@ def read_split_file(path: Path, ids: np.ndarray, allow_extra: set[str] = frozens
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file {path} does not exist", fix="check the --split-file path")
-    table = pd.read_csv(path, dtype=str)
+    table = read_csv(path, "split file", dtype=str)
     if not {"sample_id", "split"} <= set(table.columns):
-        raise DataError(f"{path}: needs columns sample_id,split (has {list(table.columns)})",
+        raise DataError(f"{path}: needs columns sample_id,split (has {few(table.columns, 5)})",
                         fix="write one row per sample: sample_id,split with split train|valid|test")
-    table["split"] = table["split"].str.strip().str.lower()
+    table["split"] = table["split"].fillna("").str.strip().str.lower()
     bad = sorted(set(table["split"]) - set(SPLITS))
     if bad:
-        raise DataError(f"{path}: unknown split value(s) {bad}", fix=f"use {'|'.join(SPLITS)}")
+        line = int((~table["split"].isin(SPLITS)).to_numpy().argmax()) + 2
+        raise DataError(f"{path}: unknown split value(s) {few(bad)} (first on line {line})",
+                        fix=f"use {'|'.join(SPLITS)}")
+    table["sample_id"] = table["sample_id"].fillna("").str.strip()
+    dup = table["sample_id"][table["sample_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: sample id {dup.iloc[0]!r} is listed more than once",
+                        fix="give every sample one row")
     mapping = dict(zip(table["sample_id"], table["split"]))
     missing = [i for i in ids if i not in mapping]
     if missing:
-        raise DataError(f"{path}: {len(missing)} sample(s) have no split, e.g. {missing[:3]}",
+        raise DataError(f"{path}: {len(missing)} sample(s) have no split, e.g. {few(missing)}",
                         fix="list every sample of the data set in the split file")
     extra = set(mapping) - set(ids) - set(allow_extra)
     if extra:
-        raise DataError(f"{path}: {len(extra)} id(s) are not in the data, e.g. {sorted(extra)[:3]}",
+        raise DataError(f"{path}: {len(extra)} id(s) are not in the data, e.g. {few(sorted(extra))}",
                         fix="use the split file made for this data set")
     return np.array([mapping[i] for i in ids], dtype=object)
 

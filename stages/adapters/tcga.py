@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..dataset import Dataset, Modality, class_index
 from ..errors import DataError, UsageError
-from .common import align, read_keyed_table, require_file
+from .common import align, check_unique, read_csv, read_keyed_table, require_file
 from .splits import read_split_file, stratified_split
 
 TARGET = "target.csv"
@@ -29,10 +28,18 @@ def load(path: Path, modalities: list[str] | None = None, split_file: Path | Non
          test_size: float = 0.3, seed: int = 0) -> Dataset:
     path = Path(path)
     target_path = require_file(path / TARGET, "label file")
-    target = pd.read_csv(target_path, index_col=0, dtype={0: str})
+    id_col = read_csv(target_path, "label file", header_only_ok=True, nrows=0).columns[0]
+    target = read_csv(target_path, "label file", dtype={id_col: str})
+    if target.shape[1] != 2:
+        raise DataError(f"{target_path}: expected two columns (sample id, label), got "
+                        f"{[str(c)[:40] for c in target.columns][:6]}",
+                        fix="write target.csv as `sample_id,target` with one row per sample")
+    target = target.set_index(target.columns[0])
+    if target.index.isna().any():
+        raise DataError(f"{target_path}: a row has no sample id (line {int(target.index.isna().argmax()) + 2})",
+                        fix="give every row its sample id (or delete the row)")
     target.index = target.index.astype(str).str.strip()
-    if target.shape[1] != 1:
-        raise DataError(f"{target_path}: expected one label column after the id, got {list(target.columns)}")
+    check_unique(target.index, target_path, str(target.index.name))
     raw = target.iloc[:, 0]
     empty = raw.isna() | (raw.astype(str).str.strip() == "")
     notes = [f"dropped {int(empty.sum())} sample(s) with an empty target in {target_path.name}"] if empty.any() else []
