@@ -18,31 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import signal
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import checkpoint, losses, order
 from .errors import InterruptedRun, StaleArtifactError
+from .engine_support import Cadence, Signals, debug_sleep, gpu_peak_mb, record_batches
 from .replicas import Replica, batch_size, epoch_steps, finish, pool
 
 log = logging.getLogger("climd")
 MAX_GROUP = 64
 ROW_ALIGN = 64
-
-
-@dataclass
-class Cadence:
-    """When to checkpoint: every ``epochs`` epochs (0: never by count) or after ``seconds``."""
-
-    epochs: int = 0
-    seconds: float = 60.0
-
-    def due(self, epoch: int, since: float) -> bool:
-        return bool(self.epochs and epoch % self.epochs == 0) or time.monotonic() - since >= self.seconds
 
 
 def signature(rep: Replica, model_cls) -> tuple:
@@ -69,35 +56,10 @@ def group(replicas: list[Replica]) -> list[list[Replica]]:
     return out
 
 
-class _Signals:
-    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts)."""
-
-    def __init__(self):
-        self.stop = False
-        self._old = {}
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.stop = True
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, handler)
-        except ValueError:       # not the main thread: no handlers (the caller handles interrupts)
-            self._old = {}
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
 def train(replicas: list[Replica], device: str, cadence: Cadence, progress=None) -> tuple[list, list]:
     """Train every replica; returns (finished artifacts, errors of replicas that could not train)."""
     done, errors = [], []
-    with _Signals() as signals:
+    with Signals() as signals:
         for members in group(replicas):
             try:
                 done += Group(members, device, cadence, signals, progress).run()
@@ -107,7 +69,7 @@ def train(replicas: list[Replica], device: str, cadence: Cadence, progress=None)
 
 
 class Group:
-    def __init__(self, members: list[Replica], device: str, cadence: Cadence, signals: _Signals, progress):
+    def __init__(self, members: list[Replica], device: str, cadence: Cadence, signals: Signals, progress):
         import torch
 
         from . import models
@@ -274,7 +236,7 @@ class Group:
         for idx, fn, _ in self.loss_groups:               # losses whose prior is the epoch's class mix
             if getattr(fn, "needs_epoch_counts", False):
                 fn.set_epoch_counts(pool_counts if idx is None else pool_counts[idx.cpu().numpy()])
-        _record_batches(epoch, members, plans)
+        record_batches(epoch, members, plans)
         sizes = [len(b) for b in plans[0]]
         rows = np.stack([np.concatenate(p) for p in plans]) + self.offset[:, None]
         flat_rows = torch.as_tensor(rows.reshape(-1), device=self.device)
@@ -421,7 +383,7 @@ class Group:
         from . import threads
 
         out = []
-        gpu = _gpu_peak_mb(self.device)
+        gpu = gpu_peak_mb(self.device)
         for r, m in enumerate(self.members):
             weights = self.best_flat[r] if self.best[r] is not None else self.flat[r]
             named = self.model.named_weights(weights[:self.P].detach().cpu().numpy())
@@ -431,27 +393,3 @@ class Group:
                      "selected_valid_score": self.best[r][0] if self.best[r] else None}
             out.append(finish(m, self.model, named, self.history[r], seconds, extra))
         return out
-
-
-def _gpu_peak_mb(device: str) -> float | None:
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-
-
-def _record_batches(epoch: int, members: list, plans: list) -> None:
-    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines."""
-    path = os.environ.get("CLIMD_DEBUG_BATCHES")
-    if path:
-        with open(path, "a") as fh:
-            for m, plan in zip(members, plans):
-                fh.write(json.dumps({"run": m.store.run, "seed": m.seed, "epoch": epoch,
-                                     "batches": [b.tolist() for b in plan]}) + "\n")
-
-
-def debug_sleep() -> None:
-    delay = os.environ.get("CLIMD_DEBUG_EPOCH_SLEEP")
-    if delay:
-        time.sleep(float(delay))
