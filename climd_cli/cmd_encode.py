@@ -54,6 +54,7 @@ def encode(
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.", rich_help_panel=ENC)] = 224,
     allow_random_weights: Annotated[bool, typer.Option(help="Allow an untrained image encoder (tests/controls only).", rich_help_panel=ENC)] = False,
     random_init: Annotated[bool, typer.Option(help="Control: a seeded random initialisation instead of pretrained weights.", rich_help_panel=ENC)] = False,
+    exif_orientation: Annotated[bool, typer.Option(help="Turn each image upright by its EXIF orientation tag (phones, cameras); --no-exif-orientation uses the pixels as stored.", rich_help_panel=ENC)] = True,
     image_stages: Annotated[bool, typer.Option(help="Also store the 4 stage feature maps as token grids (needed by --model cfcml).", rich_help_panel=ENC)] = False,
     stage_grid: Annotated[int, typer.Option(help="Stage maps are pooled to GRID x GRID tokens.", rich_help_panel=ENC)] = 7,
     text_model: Annotated[Optional[Path], typer.Option(help="Local transformers model directory for text modalities.", rich_help_panel=ENC)] = None,
@@ -77,7 +78,7 @@ def encode(
                             derm_modalities=derm_modalities, impute=impute)
     opts = stage.EncodeOptions(image_encoder=image_encoder, image_weights=image_weights, image_size=image_size,
                                allow_random_weights=allow_random_weights, random_init=random_init,
-                               image_stages=image_stages,
+                               exif_orientation=exif_orientation, image_stages=image_stages,
                                stage_grid=stage_grid, text_model=text_model, text_pool=text_pool,
                                batch_size=batch_size, device=device)
     if shard is not None or merge or shards is not None:

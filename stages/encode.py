@@ -32,6 +32,7 @@ class EncodeOptions:
     image_size: int = 224
     allow_random_weights: bool = False
     random_init: bool = False
+    exif_orientation: bool = True
     image_stages: bool = False
     stage_grid: int = 7
     text_model: Path | None = None
@@ -84,7 +85,8 @@ def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
             Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder))
         params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size, "random_init": opts.random_init,
                            "weights_sha256": _sha(weights), "allow_random": opts.allow_random_weights,
-                           "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None}
+                           "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None,
+                           "exif_orientation": opts.exif_orientation}
     if "text" in kinds:
         from .encoders import text
 
@@ -181,7 +183,7 @@ def _image(h5, group, name, paths: list, opts: EncodeOptions) -> dict:
 
     dev = devices.resolve(opts.device)
     enc = image.build(opts.image_encoder, opts.image_weights, opts.image_size, opts.allow_random_weights,
-                      opts.random_init)
+                      opts.random_init, opts.exif_orientation)
     n = len(paths)
     feats = _matrix(group, name, shape=(n, enc.feature_dim))
     maps = []

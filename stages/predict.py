@@ -231,7 +231,9 @@ def _image(mod, fitted: Fitted, device: str, batch_size: int, stages: bool, note
 
     p, info = fitted.params["image"], fitted.encoders[mod.name]
     weights = None if p["random_init"] or info.get("weights") in (None, "random") else Path(info["weights"])
-    enc = image.build(p["encoder"], weights, p["size"], p["allow_random"], p["random_init"])
+    # runs encoded before EXIF orientation was applied record no flag: they used images as stored
+    enc = image.build(p["encoder"], weights, p["size"], p["allow_random"], p["random_init"],
+                      p.get("exif_orientation", False))
     if enc.weights_sha256 != p["weights_sha256"]:
         raise StaleArtifactError(f"the image weights {weights} are not the ones the run was encoded with "
                                  "(their SHA-256 differs)", fix="restore the weights file, or re-encode and retrain the run")

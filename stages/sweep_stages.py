@@ -22,7 +22,8 @@ OPTIONS: dict[str, dict[str, str]] = {
                "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
-               "allow-random-weights": "bool", "random-init": "bool", "image-stages": "bool", "stage-grid": "int",
+               "allow-random-weights": "bool", "random-init": "bool", "exif-orientation": "bool",
+               "image-stages": "bool", "stage-grid": "int",
                "text-model": "path", "text-pool": "str", "batch-size": "int", "device": "str", "shards": "int"},
     "score": {"folds": "int", "measure": "str", "combine": "str", "easy": "str", "seed": "int",
               "probe-hidden": "int", "probe-epochs": "int", "probe-lr": "float", "probe-weight-decay": "float",
@@ -31,6 +32,9 @@ OPTIONS: dict[str, dict[str, str]] = {
     "schedule": {"epochs": "int", "pacing": "str", "overflow": "str", "order": "str", "order-seed": "int",
                  "buckets": "int", "c0": "float", "score-tag": "str", "dist-tag": "str", "tag": "str"},
 }
+
+# boolean options that are on unless turned off (`--no-KEY`)
+ON_BY_DEFAULT = {"exif-orientation"}
 
 
 def coerce(kind: str, value):
@@ -166,8 +170,9 @@ def _expected_params(stage: str, opts: dict, artifact: Artifact):
     if have.get("data") != data_opts.as_params():
         return None
     image, text = have.get("image"), have.get("text")
-    if image is not None and (image.get("encoder"), image.get("size"), image.get("random_init"), image.get("stages")) != \
-            (enc.image_encoder, enc.image_size, enc.random_init, enc.image_stages):
+    if image is not None and (image.get("encoder"), image.get("size"), image.get("random_init"), image.get("stages"),
+                              image.get("exif_orientation", False)) != \
+            (enc.image_encoder, enc.image_size, enc.random_init, enc.image_stages, enc.exif_orientation):
         return None
     if text is not None and text.get("pool") != enc.text_pool:
         return None
@@ -204,6 +209,9 @@ def upstream_command(stage: str, run: str, opts: dict) -> str:
         count, index = opts.pop("shards"), opts.pop(SHARD_INDEX, None)
         parts += [f"--shard {index}/{count}"] if index is not None else ["--merge", f"--shards {count}"]
     for key, value in opts.items():
+        if key in ON_BY_DEFAULT:
+            parts += [f"--no-{key}"] if value is False else []
+            continue
         if value is None or value is False:
             continue
         if value is True:

@@ -37,11 +37,13 @@ class ImageEncoder:
     mean: tuple
     std: tuple
     size: int
+    exif_orientation: bool = True  # turn images upright by their EXIF orientation (False: as stored)
 
     def info(self) -> dict:
         return {"encoder": self.name, "weights": self.weights, "weights_sha256": self.weights_sha256,
                 "feature_dim": self.feature_dim, "image_size": self.size,
-                "normalisation": {"mean": self.mean, "std": self.std}}
+                "normalisation": {"mean": self.mean, "std": self.std},
+                "exif_orientation": self.exif_orientation}
 
 
 def default_weights(name: str) -> Path | None:
@@ -56,8 +58,9 @@ def default_weights(name: str) -> Path | None:
 
 
 def build(name: str, weights: Path | None, size: int = 224, allow_random: bool = False,
-          random_init: bool = False) -> ImageEncoder:
-    """``random_init``: a seeded random initialisation (the control showing what pretraining adds)."""
+          random_init: bool = False, exif_orientation: bool = True) -> ImageEncoder:
+    """``random_init``: a seeded random initialisation (the control showing what pretraining adds);
+    ``exif_orientation``: turn each image upright by its EXIF orientation tag (False: as stored)."""
     import torch
 
     check_choices((name, ENCODERS, "--image-encoder"))
@@ -83,7 +86,8 @@ def build(name: str, weights: Path | None, size: int = 224, allow_random: bool =
                             fix="pass weights saved from the same architecture")
         sha = file_sha256(weights)
     model.eval()
-    encoder = ImageEncoder(name, model, str(weights or "random"), sha, dim, stages, mean, std, size)
+    encoder = ImageEncoder(name, model, str(weights or "random"), sha, dim, stages, mean, std, size,
+                           exif_orientation)
     if weights is not None:
         verify_pretrained(encoder, allow_random)
     return encoder
@@ -192,13 +196,13 @@ def _to_tensor(image, encoder: ImageEncoder):
 
 
 def load_image(path: Path, encoder: ImageEncoder):
-    """Decode to 8-bit RGB (16-bit scaled, alpha on black: see ``pixels``) and resize to the
-    encoder's square input; DataError naming the file if unreadable."""
+    """Decode to 8-bit RGB (16-bit scaled, alpha on black, upright by EXIF: see ``pixels``) and
+    resize to the encoder's square input; DataError naming the file if unreadable."""
     from PIL import Image
 
     from .pixels import open_rgb
 
-    img = open_rgb(path).resize((encoder.size, encoder.size), Image.BILINEAR)
+    img = open_rgb(path, encoder.exif_orientation).resize((encoder.size, encoder.size), Image.BILINEAR)
     return _to_tensor(img, encoder)
 
 

@@ -130,11 +130,13 @@ def cpu_batch(paths: list[Path], encoder):
 
 # -- the GPU path (its pieces run on any device, so they are tested on CPU) -----------------------------------
 def read_batch(paths: list[Path], encoder) -> tuple[list, list]:
-    """(JPEG files as (position, path, uint8 byte tensor), other files as (position, preprocessed
-    CHW float tensor from the PIL loader)) for one batch; runs in a background thread."""
+    """(JPEG files as (position, path, uint8 byte tensor, EXIF orientation), other files as
+    (position, preprocessed CHW float tensor from the PIL loader)) for one batch; runs in a
+    background thread."""
     import torch
 
     from .image import load_image
+    from .pixels import jpeg_orientation
 
     jpegs, others = [], []
     for i, path in enumerate(paths):
@@ -143,7 +145,8 @@ def read_batch(paths: list[Path], encoder) -> tuple[list, list]:
         except OSError:
             data = b""                               # the PIL loader reports the missing file properly
         if data[:3] == JPEG_MAGIC:
-            jpegs.append((i, path, torch.frombuffer(bytearray(data), dtype=torch.uint8)))
+            turn = jpeg_orientation(data, path) if encoder.exif_orientation else 1
+            jpegs.append((i, path, torch.frombuffer(bytearray(data), dtype=torch.uint8), turn))
         else:
             others.append((i, load_image(path, encoder)))
     return jpegs, others
@@ -168,18 +171,19 @@ def decode_jpegs(jpegs: list, encoder, device: str) -> list[tuple[int, object]]:
         from torchvision.io import ImageReadMode, decode_jpeg
 
     from .image import load_image
+    from .pixels import orient_tensor
 
     if not jpegs:
         return []
     try:
-        decoded = decode_jpeg([data for _, _, data in jpegs], mode=ImageReadMode.RGB, device=device)
-        done = list(zip([i for i, _, _ in jpegs], decoded))
+        decoded = decode_jpeg([data for _, _, data, _ in jpegs], mode=ImageReadMode.RGB, device=device)
+        done = [(i, orient_tensor(img, turn)) for (i, _, _, turn), img in zip(jpegs, decoded)]
         fallback = []
     except RuntimeError:
         done, fallback = [], []
-        for i, path, data in jpegs:
+        for i, path, data, turn in jpegs:
             try:
-                done.append((i, decode_jpeg(data, mode=ImageReadMode.RGB, device=device)))
+                done.append((i, orient_tensor(decode_jpeg(data, mode=ImageReadMode.RGB, device=device), turn)))
             except RuntimeError:
                 fallback.append((i, load_image(path, encoder).to(device)))
     resized = resize_batch([img for _, img in done], encoder.size, encoder.mean, encoder.std)

@@ -13,28 +13,53 @@ Here:
 * Alpha (RGBA, LA, PA, palette or grayscale with a transparent colour) is composited onto BLACK:
   a fully transparent pixel becomes black, a half-transparent one half as bright.
 * Multi-frame files (TIFF stacks, animated GIF/PNG) use their first frame.
+* EXIF orientation (tag 0x0112, set by cameras and phones that store a rotated sensor image) is
+  applied, so the network sees the picture the way a viewer shows it (``exif=False``: as stored).
+  An EXIF block that cannot be parsed counts as "no orientation" (with a warning naming the file).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 
+log = logging.getLogger("climd")
+
 MAX16 = 65535
 BACKGROUND = (0, 0, 0)
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+ORIENTATION_TAG = 0x0112
+# what makes an image with EXIF orientation k upright (Pillow's Image.Transpose names, as
+# ImageOps.exif_transpose uses them)
+TRANSPOSES = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+              7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
-def open_rgb(path: Path):
-    """The image at ``path`` as an 8-bit RGB PIL image; DataError naming the file if unreadable."""
+def orientation(img, path: Path | str = "<image>") -> int:
+    """The EXIF orientation (1-8) of an opened PIL image; 1 (as stored) when there is none or the
+    EXIF block cannot be parsed."""
+    try:
+        value = img.getexif().get(ORIENTATION_TAG, 1)
+    except Exception as exc:  # a damaged EXIF block must not stop an encode: the pixels are fine
+        log.warning("image %s: unreadable EXIF block (%s); used as stored", path, exc.__class__.__name__)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def open_rgb(path: Path, exif: bool = True):
+    """The image at ``path`` as an 8-bit RGB PIL image, upright by its EXIF orientation unless
+    ``exif`` is False; DataError naming the file if unreadable."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.seek(0)
-            return to_rgb8(img, path)
+            turn = orientation(img, path) if exif else 1
+            rgb = to_rgb8(img, path)
+            return rgb.transpose(getattr(Image.Transpose, TRANSPOSES[turn])) if turn > 1 else rgb
     except DataError:
         raise
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError,
@@ -65,3 +90,38 @@ def to_rgb8(img, path: Path | str = "<image>"):
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def jpeg_orientation(data: bytes, path: Path | str = "<image>") -> int:
+    """The EXIF orientation of a JPEG held in memory (its header only is parsed); 1 when there is
+    none or the file is damaged (the decoder then names it)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return orientation(img, path)
+    except Exception:  # a damaged file is reported by the decoder or the PIL loader, not here
+        return 1
+
+
+def orient_tensor(x, turn: int):
+    """The same transposes on a (…, H, W) tensor (the GPU decode path, whose decoder ignores EXIF)."""
+    import torch
+
+    if turn == 2:
+        return x.flip(-1)
+    if turn == 3:
+        return x.flip(-2, -1)
+    if turn == 4:
+        return x.flip(-2)
+    if turn == 5:
+        return x.transpose(-2, -1)
+    if turn == 6:
+        return torch.rot90(x, -1, (-2, -1))
+    if turn == 7:
+        return x.flip(-2, -1).transpose(-2, -1)
+    if turn == 8:
+        return torch.rot90(x, 1, (-2, -1))
+    return x
