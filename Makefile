@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,text]"
 	rm -f $(VENV)/.installed-* && touch $@
 
+# One pytest worker per CPU this process may use (at most 4); each is pinned to its own CPUs
+# (tests/conftest.py), so the climd commands it starts size their threads to them.
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: install slurm-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # SLURM and MUNGE from Debian for the single-node test cluster (tests/slurm_cluster.py);
 # does nothing when sbatch, slurmctld, slurmd and munged are already installed.

@@ -11,12 +11,43 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CLIMD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+ALL_CPUS = frozenset(os.sched_getaffinity(0))    # before a worker is pinned: for tests that need them all
+
+
+def _pin_xdist_worker() -> None:
+    """Under ``pytest -n N`` each worker (and every process it starts) gets its own share of this
+    process's CPUs, so climd sizes its threads to that share and workers never oversubscribe."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cpus = sorted(os.sched_getaffinity(0))
+    if worker and 1 < count <= len(cpus):
+        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) % count::count])
+
+
+_pin_xdist_worker()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, so that under ``pytest -n N`` one worker starts the longest test at once
+    while the others share the rest (the order of the other tests is kept)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.fail(f"{path} is missing: CI needs ../shared/data beside the checkout "
                     "(or CLIMD_SHARED_DATA pointing to it)", pytrace=False)
     return path
+
+
+@pytest.fixture
+def all_cpus():
+    """Every CPU of the machine for this test, also inside a pinned ``pytest -n`` worker: for tests of
+    multi-threaded or multi-process paths (threads this process starts from now on inherit it)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CPUS)
+    yield len(ALL_CPUS)
+    os.sched_setaffinity(0, before)
 
 
 @pytest.fixture

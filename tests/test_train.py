@@ -14,7 +14,7 @@ import torch
 from stages import losses, order, resample, tensorio
 from stages.train import TrainOptions, parse_seeds
 
-from .conftest import ROOT
+from .conftest import ALL_CPUS, ROOT
 
 
 def _history(path):
@@ -101,7 +101,7 @@ def test_stale_schedule_is_refused_by_train(cli, ros):
 
 
 @pytest.mark.parametrize("curriculum", ["climd", "none"])
-def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum):
+def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum, all_cpus):
     """Seed 3 trained alone and inside a batch of six (and next to another learning rate) ends with
     the same weights (within 1e-4; bit-identical here) and the same predictions."""
     common = ["train", "--run", "ros", "--curriculum", curriculum, "--epochs", "12", "--json"]
@@ -124,7 +124,7 @@ def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum
     np.testing.assert_allclose(pred["alone"].filter(like="p_"), pred["batch"].filter(like="p_"), atol=1e-6)
 
 
-def test_worker_processes_equal_one_process_and_env_seed(cli, ros, monkeypatch):
+def test_worker_processes_equal_one_process_and_env_seed(cli, ros, monkeypatch, all_cpus):
     cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-3", "--jobs", "2",
         "--variant", "par")
     cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seeds", "0-3", "--variant", "seq")
@@ -148,6 +148,8 @@ def test_rerun_is_reused(cli, ros):
 
 def _climd(cache, *args, **kw):
     env = {**os.environ, "CLIMD_CACHE": str(cache), "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    # every CPU of the machine, also from a pinned `pytest -n` worker: --jobs is capped at the CPUs
+    kw.setdefault("preexec_fn", lambda: os.sched_setaffinity(0, ALL_CPUS))
     return subprocess.Popen([sys.executable, "-m", "climd_cli", "-q", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
