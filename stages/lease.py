@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import StorageError, UsageError
+from .heartbeat import Heartbeat
 
 log = logging.getLogger("climd")
 
@@ -265,7 +266,7 @@ class Lease:
             raise TypeError("give either directory or file")
         self.path = Path(file) if file is not None else Path(directory) / LEASE_FILE
         self.purpose, self.token, self.record, self.lost = purpose, "", {}, False
-        self._owner, self._next, self._lock = 0, 0.0, threading.Lock()
+        self._owner, self._lock = 0, threading.Lock()
 
     def __enter__(self) -> "Lease":
         return self.acquire()
@@ -370,55 +371,12 @@ class Lease:
             self.token = ""
 
 
-class _Heart:
-    """One daemon thread per process refreshing every held lease."""
-
-    def __init__(self):
-        self.leases: set[Lease] = set()
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def add(self, lease: Lease) -> None:
-        lease._next = time.monotonic() + heartbeat_s()
-        with self.lock:
-            self.leases.add(lease)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="climd-lease-heartbeat", daemon=True)
-                self.thread.start()
-        self.wake.set()
-
-    def discard(self, lease: Lease) -> None:
-        with self.lock:
-            self.leases.discard(lease)
-
-    def _run(self) -> None:
-        while True:
-            self.wake.clear()
-            with self.lock:
-                due = sorted(self.leases, key=lambda lease: lease._next)
-            now = time.monotonic()
-            for lease in due:
-                if lease._next > now:
-                    break
-                try:
-                    if not lease.beat():
-                        self.discard(lease)
-                    lease._next = now + heartbeat_s()
-                except Exception as exc:  # an NFS hiccup must not kill the thread
-                    log.warning("could not refresh the lease %s: %s", lease.path, exc)
-                    lease._next = now + 1.0
-            with self.lock:
-                nxt = min((lease._next for lease in self.leases), default=now + 3600)
-            self.wake.wait(max(0.01, nxt - time.monotonic()))
-
-
-_HEART = _Heart()
+_HEART = Heartbeat(heartbeat_s)
 
 
 def _after_fork() -> None:
     global _HEART
-    _HEART = _Heart()  # a child refreshes none of its parent's leases
+    _HEART = Heartbeat(heartbeat_s)  # a child refreshes none of its parent's leases
 
 
 os.register_at_fork(after_in_child=_after_fork)
