@@ -78,7 +78,11 @@ def test_a_cancelled_array_task_is_found_and_only_it_is_resubmitted(slurm_cluste
     """scancel one task; it is CANCELLED and has no output, so a resubmission redoes only it."""
     out = tmp_path / "out"
     out.mkdir()
-    script = f"[ $SLURM_ARRAY_TASK_ID = 1 ] && sleep 60; echo done > {out}/task_$SLURM_ARRAY_TASK_ID"
+    # scancel signals every process of the step, but not at the same instant: if the shell saw
+    # `sleep` die before its own SIGTERM arrived it would go on and write the output. A real stage
+    # writes its artifact only after its work succeeded; so does this task.
+    script = (f"if [ $SLURM_ARRAY_TASK_ID = 1 ]; then sleep 60 || exit 1; fi; "
+              f"echo done > {out}/task_$SLURM_ARRAY_TASK_ID")
     job = slurm_cluster.sbatch("--array=0-2", "-o", "/dev/null", "--wrap", script)
     _running(slurm_cluster, f"{job}_1")
     slurm_cluster.run(["scancel", f"{job}_1"])
