@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import DataOptions, load_dataset
+from .adapters import DataOptions, finish_dataset, read_dataset
 from .dataset import Dataset
 from .encode_guard import EMBEDDED, check_same_data, resolved
 from .features import FILE
@@ -43,20 +43,31 @@ class EncodeOptions:
 
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
         force: bool = False) -> tuple[Artifact, bool]:
-    ds, params, inputs, key_params = prepare(data, data_opts, opts)
+    raw, params, inputs, key_params = prepare(data, data_opts, opts, finish=False)
     check_same_data(store, STAGE, inputs, store.key_for(STAGE, VERSION, key_params, inputs), force)
+    ticket = store.begin(STAGE, STAGE, VERSION, params, inputs, force, key_params)
+    if ticket.reused:   # the key needs the files and options only: no resplit, carve-out or checks
+        _log_notes(raw)
+        return ticket.artifact, True
+    ds = finish_dataset(raw, data_opts)   # bad data fails here, before anything is written
+    _log_notes(ds)
     return store.build(STAGE, STAGE, VERSION, params, inputs,
                        lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
                        key_params=key_params)
 
 
-def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions) -> tuple[Dataset, dict, dict, dict]:
-    """(data set, parameters, inputs, key parameters) of an encode: shared by the shards and the merge."""
+def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
+            finish: bool = True) -> tuple[Dataset, dict, dict, dict]:
+    """(data set, parameters, inputs, key parameters) of an encode: shared by the shards and the merge.
+
+    ``finish=False``: the data set as read (:func:`stages.adapters.read_dataset`), which is all the
+    key needs; :func:`stages.adapters.finish_dataset` splits and checks it."""
     from .store import without_defaults
 
-    ds = load_dataset(data, data_opts)
-    for note in ds.notes:
-        log.info("%s: %s", ds.name, note)
+    ds = read_dataset(data, data_opts)
+    if finish:
+        ds = finish_dataset(ds, data_opts)
+        _log_notes(ds)
     kinds = {m.kind for m in ds.modalities.values()}
     params = {"data": data_opts.as_params(), "modalities": {k: m.kind for k, m in ds.modalities.items()},
               **_model_params(opts, kinds)}
@@ -68,6 +79,11 @@ def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions) -> t
         inputs["split_file"] = {"path": str(data_opts.split_file), "fingerprint": file_sha256(split)}
     key_params = {**params, "data": without_defaults(data_opts.as_params(), DataOptions().as_params())}
     return ds, params, inputs, key_params
+
+
+def _log_notes(ds: Dataset) -> None:
+    for note in ds.notes:
+        log.info("%s: %s", ds.name, note)
 
 
 def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:

@@ -67,5 +67,11 @@ def test_start_up_imports_only_what_a_command_computes_with(ros, cache, tmp_path
     for stage in (["score", "--run", "ros", "--probe-epochs", "50"], ["fit-dist", "--run", "ros"],
                   ["schedule", "--run", "ros", "--epochs", "12"]):
         assert not {"torch", "pandas"} & imported(*stage), stage        # reused: nothing heavy
+    # encode's key needs the files and options only: a reused encode draws no split (no sklearn)
+    resplit = ["encode", "--run", "rs", "--resplit", "1", "--val-fraction", "0.2"]
+    assert "sklearn.model_selection" in imported(*resplit)
+    assert not {"torch", "sklearn"} & imported(*resplit)
+    assert json.loads((cache / "rs" / "encode" / "meta.json").read_text())["summary"]["split_counts"] == \
+        {"test": 106, "train": 196, "valid": 49}
     evaluated = imported("evaluate", "--run", "ros")        # scikit-learn's metrics (it imports pandas itself)
     assert "sklearn.metrics" in evaluated and "torch._dynamo" not in evaluated

@@ -55,6 +55,12 @@ def detect_format(path: Path) -> str:
 
 def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
     """Read, split and validate a data set. ``path=None`` is the embedded ROSMAP."""
+    return finish_dataset(read_dataset(path, opts), opts)
+
+
+def read_dataset(path: Path | None, opts: DataOptions) -> Dataset:
+    """Read a data set as stored: its files, modalities and given split, before any resplit or
+    validation carve-out (enough for the encode key: a reused encode never needs more)."""
     path = Path(path) if path else EMBEDDED_ROSMAP
     fmt = opts.format or detect_format(path)
     check_choices((fmt, FORMATS, "--format"))
@@ -72,6 +78,11 @@ def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:
     if opts.modalities and fmt != "tcga":
         ds.modalities = _select(ds, opts.modalities)
     _check_modality_names(ds)
+    return ds
+
+
+def finish_dataset(ds: Dataset, opts: DataOptions) -> Dataset:
+    """``--resplit``, the validation carve-out and every check of :func:`stages.dataset.validate`."""
     ds = resplit(ds, opts.resplit)
     ds.split = carve_validation(ds.split, ds.labels, opts.val_fraction, opts.split_seed)
     validate(ds, opts.impute)

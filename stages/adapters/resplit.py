@@ -13,12 +13,12 @@ POOLED = ("train", "valid", "test")
 
 
 def resplit(ds: Dataset, replicate: int) -> Dataset:
-    from sklearn.model_selection import train_test_split
-
     if replicate < 0:
         raise UsageError(f"--resplit {replicate} is negative", fix="use 0 (the original split) or k >= 1")
     if replicate == 0:
         return ds
+    from sklearn.model_selection import train_test_split  # here: not imported for the original split
+
     rows = np.flatnonzero(np.isin(ds.split, POOLED))
     sizes = {name: int((ds.split == name).sum()) for name in POOLED}
     labels = ds.labels[rows]
