@@ -44,16 +44,14 @@ class EncodeOptions:
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
         force: bool = False) -> tuple[Artifact, bool]:
     raw, params, inputs, key_params = prepare(data, data_opts, opts, finish=False)
-    check_same_data(store, STAGE, inputs, store.key_for(STAGE, VERSION, key_params, inputs), force)
     ticket = store.begin(STAGE, STAGE, VERSION, params, inputs, force, key_params)
     if ticket.reused:   # the key needs the files and options only: no resplit, carve-out or checks
         _log_notes(raw)
         return ticket.artifact, True
+    check_same_data(store, STAGE, inputs, ticket.key, force)
     ds = finish_dataset(raw, data_opts)   # bad data fails here, before anything is written
     _log_notes(ds)
-    return store.build(STAGE, STAGE, VERSION, params, inputs,
-                       lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
-                       key_params=key_params)
+    return store.make(ticket, lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force)
 
 
 def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions,

@@ -39,7 +39,7 @@ class Heartbeat:
             self.wake.clear()
             now = time.monotonic()
             with self.lock:
-                ready = [h for h, t in sorted(self.due.items(), key=lambda item: item[1]) if t <= now]
+                ready = [h for h, t in self.due.items() if t <= now]
             for holder in ready:
                 try:
                     alive, nxt = holder.beat(), now + self.interval()

@@ -259,7 +259,12 @@ class RunStore:
         ticket = self.begin(name, stage, version, params, inputs, force, key_params)
         if ticket.reused:
             return ticket.artifact, True
-        path = self.path(name)
+        return self.make(ticket, produce, force, incremental)
+
+    def make(self, ticket: "Ticket", produce: Callable[[Path], dict], force: bool = False,
+             incremental: bool = False) -> tuple[Artifact, bool]:
+        """:meth:`build` for a ticket of :meth:`begin` that was not reused."""
+        name, path = ticket.name, ticket.path
         if incremental:
             ticket.open_in_place(clear=force)
             ticket.commit(path, produce(path))
