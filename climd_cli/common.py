@@ -20,8 +20,6 @@ from stages.errors import ClimdError
 WIDE = 240          # tables printed to a pipe or file are not wrapped at 80 columns
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else WIDE)  # never wrap file names
 _DEBUG = [False]
-STORAGE_ERRNOS = {"ENOSPC": "the disk is full", "EROFS": "the file system is read-only",
-                  "EACCES": "permission denied", "EPERM": "operation not permitted", "EDQUOT": "disk quota exceeded"}
 
 
 def stdout_console() -> Console:
@@ -79,9 +77,7 @@ def command(fn):
         try:
             return fn(*args, **kwargs)
         except ClimdError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.fix:
-                err.print(f"  [bold]fix:[/] {exc.fix}", highlight=False)
+            _print_error(exc)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: rerun the same command to resume")
@@ -89,39 +85,40 @@ def command(fn):
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0)
-        except OSError as exc:
-            storage = _storage_error(exc)
-            if storage is None or _DEBUG[0]:
-                raise
-            err.print(f"[bold red]error:[/] {storage.message}", highlight=False)
-            err.print(f"  [bold]fix:[/] {storage.fix}", highlight=False)
-            raise typer.Exit(storage.exit_code)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except (OSError, MemoryError, RuntimeError) as exc:  # a full disk, a file in the way, no memory ...
+            from stages.failures import classify
+
+            known = classify(exc)          # every OSError and MemoryError; a RuntimeError only for memory
+            if _DEBUG[0]:
+                raise
+            if known is None:
+                _bug(exc)
+            _print_error(known)
+            raise typer.Exit(known.exit_code)
         except Exception as exc:   # a bug: one line, the traceback only with --debug
             if _DEBUG[0]:
                 raise
-            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False)
-            err.print("  [bold]fix:[/] this is a bug in climd: rerun with `climd --debug ...` for the traceback "
-                      "and report it", highlight=False)
-            raise typer.Exit(1)
+            _bug(exc)
 
     return wrapper
 
 
-def _storage_error(exc: OSError):
-    """A StorageError (exit 6) naming the path for a full, read-only or forbidden disk; else None."""
-    import errno
+def _bug(exc: BaseException):
+    err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False)
+    err.print("  [bold]fix:[/] this is a bug in climd: rerun with `climd --debug ...` for the traceback "
+              "and report it", highlight=False)
+    raise typer.Exit(1)
 
-    from stages.errors import StorageError
 
-    name = errno.errorcode.get(exc.errno or 0, "")
-    if name not in STORAGE_ERRNOS:
-        return None
-    path = exc.filename or "the cache"
-    return StorageError(f"cannot write {path}: {STORAGE_ERRNOS[name]} ({name})",
-                        fix="free space, or point --cache-dir / $CLIMD_CACHE at a writable folder; "
-                            "the command resumes where it stopped")
+def _print_error(exc: ClimdError) -> None:
+    """The message and the fix; with --debug also a worker's traceback, when it came from one."""
+    if _DEBUG[0] and getattr(exc, "detail", None):
+        err.print(exc.detail, highlight=False, markup=False)
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.fix:
+        err.print(f"  [bold]fix:[/] {exc.fix}", highlight=False)
 
 
 def _current_context():

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint, losses, order
 from .errors import InterruptedRun, StaleArtifactError
-from .engine_support import Cadence, Signals, debug_sleep, gpu_peak_mb, record_batches
+from .engine_support import Cadence, Signals, debug_sleep, diverged, gpu_peak_mb, record_batches
 from .replicas import Replica, batch_size, epoch_steps, finish, pool
 
 log = logging.getLogger("climd")
@@ -62,7 +62,9 @@ def train(replicas: list[Replica], device: str, cadence: Cadence, progress=None)
     with Signals() as signals:
         for members in group(replicas):
             try:
-                done += Group(members, device, cadence, signals, progress).run()
+                group_ = Group(members, device, cadence, signals, progress)
+                done += group_.run()
+                errors += group_.failures         # replicas that diverged: named, not saved
             except StaleArtifactError as exc:      # a damaged checkpoint: the other groups still train
                 errors.append(exc)
     return done, errors
@@ -96,6 +98,8 @@ class Group:
         self.rng = [order.streams(m.seed) for m in members]
         self.history: list[list[dict]] = [[] for _ in members]
         self.best = [None] * R                      # (score, epoch) per replica
+        self.diverged: dict[int, int] = {}          # replica -> first epoch with a non-finite loss
+        self.failures: list = []
         self.best_flat = None
         self._init_or_resume(torch)
         self.params = self.model.bind(self.flat, self.grads)
@@ -204,6 +208,8 @@ class Group:
             records = self._epoch(epoch, torch)
             for r, rec in enumerate(records):
                 self.history[r].append(rec)
+                if r not in self.diverged and not math.isfinite(rec["loss"]):
+                    self.diverged[r] = epoch
             debug_sleep()
             if self.opts0.select == "best-valid":
                 self._select(epoch, torch)
@@ -351,8 +357,16 @@ class Group:
         metric = self.opts0.select_metric
         threads = torch.get_num_threads()
         torch.set_num_threads(1)           # one replica at a time: its own arithmetic, as alone
+        try:
+            self._select_rows(epoch, torch, metrics, best, metric)
+        finally:                           # restored even when a metric raises
+            torch.set_num_threads(threads)
+
+    def _select_rows(self, epoch: int, torch, metrics, best, metric: str) -> None:
         with torch.no_grad():
             for r, m in enumerate(self.members):
+                if r in self.diverged:
+                    continue                       # it fails at the end; its scores mean nothing
                 xv, yv = m.unit.valid
                 inputs = {k: torch.as_tensor(xv[k], device=self.device).unsqueeze(0) for k in self.used}
                 logits = self.model.forward(self.model.row(self.params, r), inputs, None).logits[0]
@@ -363,7 +377,6 @@ class Group:
                 if self.best[r] is None or value > self.best[r][0]:
                     self.best[r] = (value, epoch)
                     best[r].copy_(self.flat[r])
-        torch.set_num_threads(threads)
 
     def _checkpoint(self, epoch: int) -> None:
         for r, m in enumerate(self.members):
@@ -386,10 +399,15 @@ class Group:
         gpu = gpu_peak_mb(self.device)
         for r, m in enumerate(self.members):
             weights = self.best_flat[r] if self.best[r] is not None else self.flat[r]
-            named = self.model.named_weights(weights[:self.P].detach().cpu().numpy())
+            values = weights[:self.P].detach().cpu().numpy()
+            if r in self.diverged or not np.isfinite(values).all():
+                self.failures.append(diverged(m, self.diverged.get(r), self.history[r]))
+                continue
+            named = self.model.named_weights(values)
             extra = {"device": self.device, "gpu_peak_mb": gpu, "replicas_in_program": self.R,
                      "threads": threads.configured(),
                      "selected_epoch": self.best[r][1] if self.best[r] else len(self.history[r]),
                      "selected_valid_score": self.best[r][0] if self.best[r] else None}
             out.append(finish(m, self.model, named, self.history[r], seconds, extra))
         return out
+

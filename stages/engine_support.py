@@ -22,15 +22,31 @@ class Cadence:
 
 
 class Signals:
-    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts)."""
+    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts).
+
+    ``Signals.shared`` (a lock-free shared boolean, ``multiprocessing.RawValue``, set by :mod:`stages.workers` in the parent and in
+    every worker) carries a stop to the worker processes at once: a ``kill <parent pid>`` stops every
+    process of the call at the end of its current epoch. Nested ``with Signals()`` share the stop."""
+
+    shared = None
 
     def __init__(self):
-        self.stop = False
+        self._stop = False
         self._old = {}
+
+    @property
+    def stop(self) -> bool:
+        return self._stop or (Signals.shared is not None and bool(Signals.shared.value))
+
+    @stop.setter
+    def stop(self, value: bool) -> None:
+        self._stop = value
+        if value and Signals.shared is not None:
+            Signals.shared.value = True       # no lock: safe inside a signal handler
 
     def __enter__(self):
         def handler(signum, frame):
-            if self.stop and signum == signal.SIGINT:
+            if self._stop and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self.stop = True
         try:
@@ -68,3 +84,16 @@ def debug_sleep() -> None:
     delay = os.environ.get("CLIMD_DEBUG_EPOCH_SLEEP")
     if delay:
         time.sleep(float(delay))
+
+
+def diverged(m, epoch: int | None, history: list[dict]):
+    """The error of a replica whose loss or weights became non-finite; nothing of it is saved."""
+    from . import checkpoint
+    from .errors import TrainingDiverged
+
+    checkpoint.remove(m.path)           # a rerun starts over (with the same options it diverges again)
+    when = f"at epoch {epoch} (loss {history[epoch - 1]['loss']})" if epoch else "(its final weights)"
+    return TrainingDiverged(
+        f"{m.label()}: training diverged {when} with --lr {m.opts.lr:g}: the weights are not finite, so "
+        "nothing was saved for this replica",
+        fix=f"lower the learning rate (e.g. --lr {m.opts.lr / 10:g}) and rerun; the other replicas are kept")

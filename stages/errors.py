@@ -11,6 +11,11 @@ class ClimdError(Exception):
         self.message = message
         self.fix = fix
 
+    def __reduce__(self):
+        # Crosses from a worker process to its parent with its class, exit code, message, fix and any
+        # other attribute (a subclass's own __init__ arguments are not needed to rebuild it).
+        return _rebuild, (type(self), dict(self.__dict__))
+
     def __str__(self) -> str:
         return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
 
@@ -49,6 +54,31 @@ class InterruptedRun(ClimdError):
     exit_code = 130
 
 
+class TrainingDiverged(ClimdError):
+    """Training produced a non-finite loss or non-finite weights (learning rate too high?)."""
+
+    exit_code = 7
+
+
+class OutOfMemory(ClimdError):
+    """Memory (or threads, or mappings) ran out: the job needs more than it was given."""
+
+    exit_code = 8
+
+
+class WorkerLost(ClimdError):
+    """A worker process of a parallel call was killed (a signal, the out-of-memory killer)."""
+
+    exit_code = 9
+
+
+def _rebuild(cls, state: dict) -> ClimdError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, state.get("message", ""))
+    exc.__dict__.update(state)
+    return exc
+
+
 def check_choices(*checks: tuple) -> None:
     """Each check is (value, allowed values, flag); an unknown value is a UsageError naming the flag."""
     for value, allowed, flag in checks:
@@ -64,5 +94,8 @@ EXIT_CODES = {
     4: "missing upstream artifact (run the earlier stage first)",
     5: "stale, incomplete or corrupt artifact (rerun the stage named in the message)",
     6: "cannot write the cache or output (disk full, read-only or no permission)",
+    7: "training diverged (a non-finite loss or weights): lower --lr",
+    8: "out of memory (or threads or address space): give the job more memory or fewer --jobs",
+    9: "a worker process was killed (by a signal or the out-of-memory killer); rerun to resume",
     130: "interrupted (Ctrl-C); rerun the same command to resume",
 }

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import features, metrics, reference, tables, train
 from .atomic import atomic_write_json, atomic_write_text
-from .errors import DataError, UsageError
+from .errors import DataError, TrainingDiverged, UsageError
 from .store import Artifact, RunStore
 
 STAGE, VERSION = "evaluate", 1
@@ -106,7 +106,13 @@ def predict(trained: Artifact, feats: features.Features, rows: np.ndarray, batch
             inputs = {k: torch.as_tensor(arrays[k][idx], dtype=torch.float32).unsqueeze(0) for k in used}
             logits = model.forward(params, inputs, None).logits[0]
             out.append(torch.softmax(logits.double(), dim=1).numpy())
-    return np.vstack(out)
+    proba = np.vstack(out) if out else np.zeros((0, len(meta["class_names"])))
+    if not np.isfinite(proba).all():      # never an empty or NaN probability downstream
+        raise TrainingDiverged(
+            f"{trained.path}: the model gives non-finite probabilities (its weights or logits are not finite: "
+            f"training with --lr {trained.params.get('lr')} diverged)",
+            fix=f"retrain {trained.name} with a lower --lr (and --force)")
+    return proba
 
 
 def load_metrics(artifact: Artifact) -> dict:

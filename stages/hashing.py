@@ -10,9 +10,17 @@ from typing import Iterable
 CHUNK = 1 << 20
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, regular_only: bool = False) -> str:
+    """SHA-256 of a file's bytes. ``regular_only`` (files in a cache): refuse a symbolic link, a FIFO
+    or a device (:class:`stages.safefs.NotRegular`) instead of following or blocking on it."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    if regular_only:
+        from .safefs import open_regular
+
+        fh = os.fdopen(open_regular(path), "rb")
+    else:
+        fh = open(path, "rb")
+    with fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()

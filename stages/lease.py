@@ -161,13 +161,27 @@ def _iso(t: float) -> str:
 
 
 def read_record(path: Path) -> tuple[dict | None, os.stat_result | None]:
-    """The lease at ``path`` and its stat; (None, None) when absent; ({}, stat) when unreadable."""
+    """The lease at ``path`` and its stat; (None, None) when absent; ({}, stat) when unreadable.
+
+    A lease is never read through a symbolic link nor from a FIFO or device, and never past
+    ``safefs.LIMITS['lease']`` bytes: such a file is no lease climd wrote, so its record is
+    ``{"corrupt": why}``, which :func:`record_status` calls expired (taken over, swept) at once."""
+    from .safefs import LIMITS, open_regular
+
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            raw = fh.read()
+        fd = open_regular(path)
     except (FileNotFoundError, NotADirectoryError):
         return None, None
+    except OSError as exc:            # a link, FIFO, device or folder planted where a lease goes
+        try:
+            return {"corrupt": exc.strerror or str(exc)}, os.lstat(path)
+        except OSError:
+            return None, None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        raw = fh.read(LIMITS["lease"] + 1)
+    if len(raw) > LIMITS["lease"]:
+        return {"corrupt": f"is over {LIMITS['lease']} bytes"}, st
     try:
         rec = json.loads(raw)
         return (rec if isinstance(rec, dict) else {}), st
@@ -178,6 +192,8 @@ def read_record(path: Path) -> tuple[dict | None, os.stat_result | None]:
 def record_status(rec: dict, st: os.stat_result | None = None, now: float | None = None) -> str:
     """'live', 'expired' or 'dead' (see the module docstring)."""
     now = time.time() if now is None else now
+    if rec.get("corrupt"):
+        return "expired"      # not a lease any climd process wrote: nobody holds it
     if not rec.get("token"):
         # Being written by an O_EXCL fallback, or damaged: judge by its age alone.
         age = now - (st.st_mtime if st else 0.0)
@@ -201,6 +217,8 @@ def lease_status(directory: Path) -> str:
 
 def holder_text(rec: dict, now: float | None = None) -> str:
     now = time.time() if now is None else now
+    if rec.get("corrupt"):
+        return f"nobody (the lease file {rec['corrupt']})"
     if not rec.get("token"):
         return "an unknown process (unreadable lease)"
     age = now - float(rec.get("heartbeat", now))

@@ -11,7 +11,7 @@ from .errors import UsageError
 
 # Letters, digits and a few separators that read well in variant names (baseline+wce, cfcml:none@lr1e-4).
 # No '/', '\\', whitespace, ',' (list separator), wildcards (* ? [ ]), and no leading '.' or '-'.
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@:=-]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@:=-]*\Z")
 MAX_LENGTH = 120
 
 

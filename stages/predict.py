@@ -115,10 +115,8 @@ def recorded_data_options(enc: Artifact) -> DataOptions:
 
 
 def read_fitted(enc: Artifact) -> Fitted:
-    import h5py
-
     path = enc.file(features.FILE)
-    with h5py.File(path, "r", locking=False) as h5:
+    with features.open_h5(path) as h5:
         kinds, dims, stats, encoders = {}, {}, {}, {}
         for name in h5["modalities"]:
             dset = h5["modalities"][name]

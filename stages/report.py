@@ -24,7 +24,7 @@ from .report_md import METRICS, PRIMARY, SHORT, metric_columns, recall_columns  
 from .store import META, RunStore
 from .store import expand_runs as store_runs
 
-_SEED = re.compile(r"^seed(\d+)$")
+_SEED = re.compile(r"^seed(\d+)\Z")
 
 
 @dataclass

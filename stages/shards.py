@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import encode
+from . import encode, features
 from .errors import DataError, MissingArtifactError, StaleArtifactError, UsageError
 from .encode_guard import check_same_data
 from .store import Artifact, RunStore
@@ -235,12 +235,10 @@ class Merge:
         _check_cover(spans, ds.n)
 
     def _open(self, ds) -> list:
-        import h5py
-
         spans = []
         for art in self.shards:
             try:
-                h5 = h5py.File(art.file(FILE), "r", locking=False)
+                h5 = features.open_h5(art.file(FILE))
                 self.files.append(h5)
                 start, stop = (int(v) for v in h5.attrs["rows"])
                 ids = [i.decode() if isinstance(i, bytes) else str(i) for i in h5["ids"][...]]

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import __version__
+from . import __version__, safefs
 from .atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_text, sweep_leftovers
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
@@ -31,7 +31,7 @@ META = "meta.json"
 COMMAND = "COMMAND"
 META_FORMAT = 1
 DEFAULT_CACHE = "cache"
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 _VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "torchvision", "h5py", "imbalanced-learn",
               "transformers", "pandas")
 
@@ -106,10 +106,16 @@ class Artifact:
         """Raise if an output file is missing or no longer hashes to what was recorded."""
         for rel, rec in self.meta["outputs"].items():
             path = self.path / rel
-            if not path.is_file():
+            if not path.exists() and not path.is_symlink():
                 raise StaleArtifactError(f"artifact {self.path} is corrupt: {rel} is missing",
                                          fix=self._rerun_hint())
-            if path.stat().st_size != rec["bytes"] or file_sha256(path) != rec["sha256"]:
+            try:
+                safefs.no_links(self.path, path, "an output of the artifact")
+                changed = path.lstat().st_size != rec["bytes"] or file_sha256(path, regular_only=True) != rec["sha256"]
+            except OSError as exc:   # a link, FIFO, device or folder where a file was written
+                raise StaleArtifactError(f"artifact {self.path} is corrupt: {rel} {exc.strerror}",
+                                         fix=self._rerun_hint()) from None
+            if changed:
                 raise StaleArtifactError(
                     f"artifact {self.path} is corrupt: {rel} changed after it was written",
                     fix=self._rerun_hint())
@@ -123,8 +129,8 @@ def rerun_hint(path: Path, command: str | None, stage: str) -> str:
     a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force."""
     if not command:
         try:
-            command = (Path(path) / COMMAND).read_text().strip()
-        except OSError:
+            command = safefs.read_text(Path(path) / COMMAND, "command").strip()
+        except (OSError, UnicodeDecodeError):
             command = ""
     if command:
         return f"rerun `{command}{'' if ' --force' in command else ' --force'}`"
@@ -144,10 +150,11 @@ class RunStore:
 
     def path(self, name: str) -> Path:
         """The folder of artifact ``name`` (``score.oof``, ``train/<variant>/seed3``): every component
-        must be one safe path component, so a tag or variant like ``../../x`` is refused (exit 2)."""
+        must be one safe path component, so a tag or variant like ``../../x`` is refused (exit 2), and
+        no existing component below the cache root may be a symbolic link (exit 5, naming it)."""
         for part in name.split("/"):
             check_name(part, "artifact name (from a --tag, --variant or stage option)")
-        return self.root / name
+        return safefs.no_links(self.cache_dir, self.root / name)
 
     # -- reading -----------------------------------------------------------------------------
     def read(self, name: str) -> Artifact:
@@ -159,12 +166,15 @@ class RunStore:
                 f"no {stage} artifact at {path}",
                 fix=f"run `climd {stage} --run {self.run}` first (cache dir: {self.cache_dir})")
         meta_path = path / META
-        if not meta_path.is_file():
+        if not safefs.is_real_dir(path) or not (meta_path.exists() or meta_path.is_symlink()):
             raise StaleArtifactError(
                 f"artifact {path} is incomplete (no {META}): its stage was interrupted",
                 fix=f"rerun `climd {stage} --run {self.run}`; it restarts cleanly")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(safefs.read_text(meta_path, "meta"))
+        except (safefs.NotRegular, safefs.TooLarge) as exc:
+            raise StaleArtifactError(f"artifact {path} is corrupt: its {META} {exc.strerror}",
+                                     fix=rerun_hint(path, None, stage)) from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise StaleArtifactError(f"artifact {path} has an unreadable {META} ({exc.__class__.__name__})",
                                      fix=rerun_hint(path, None, stage)) from None
@@ -279,6 +289,10 @@ class RunStore:
             return self.read(name), True
         return self.read(name), False
 
+    def reusable(self, name: str, key: str) -> Artifact | None:
+        """The complete, intact artifact ``name`` if it has ``key`` (None otherwise)."""
+        return self._reusable(name, key)
+
     def _reusable(self, name: str, key: str) -> Artifact | None:
         try:
             existing = self.read(name)
@@ -357,11 +371,11 @@ def meta_problem(meta) -> str | None:
 
 def _hash_outputs(directory: Path) -> dict:
     out = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if safefs.is_regular(p)):   # never through a link
         rel = path.relative_to(directory).as_posix()
         if rel in (META, COMMAND) or path.name.startswith(".tmp-") or path.name.startswith(".lease"):
             continue
-        out[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+        out[rel] = {"sha256": file_sha256(path, regular_only=True), "bytes": path.lstat().st_size}
     return out
 
 
@@ -373,21 +387,22 @@ def without_defaults(params: Mapping, defaults: Mapping, keep: tuple = ()) -> di
 
 
 def _empty_dir(path: Path) -> None:
+    """Remove everything in ``path`` but its lease; a symbolic link is removed itself, never followed."""
     for entry in path.iterdir():
         if entry.name.startswith(".lease"):      # the lease of whoever is clearing it
             continue
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        shutil.rmtree(entry) if safefs.is_real_dir(entry) else entry.unlink()
 
 
 def _intact_with_key(directory: Path, key: str) -> bool:
     """A complete artifact at ``directory`` with this key whose outputs still hash as recorded."""
     try:
-        meta = json.loads((Path(directory) / META).read_text())
+        meta = json.loads(safefs.read_text(Path(directory) / META, "meta"))
         if meta_problem(meta) or meta["key"] != key:
             return False
         Artifact(name=Path(directory).name, path=Path(directory), meta=meta).verify_outputs()
         return True
-    except (OSError, ValueError, StaleArtifactError):
+    except (OSError, ValueError, StaleArtifactError):   # UnicodeDecodeError is a ValueError
         return False
 
 

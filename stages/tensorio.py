@@ -13,12 +13,13 @@ import json
 import re
 from pathlib import Path
 
+from . import safefs
 from .atomic import atomic_write_bytes, atomic_write_json
 from .errors import StaleArtifactError
 
 FORMAT = "climd-tensors/1"
 SUFFIX = ".safetensors"
-_PLAIN = re.compile(r"^[A-Za-z0-9._-]+$")
+_PLAIN = re.compile(r"^[A-Za-z0-9._-]+\Z")
 
 
 def save(stem: Path, tensors: dict, meta: dict, tensor_file: str | None = None) -> Path:
@@ -53,14 +54,17 @@ def read_meta(stem: Path) -> dict:
     """The sidecar of ``stem`` (StaleArtifactError when missing, unreadable or malformed)."""
     stem = Path(stem)
     path = stem.with_name(stem.name + ".json")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise StaleArtifactError(f"{path} is missing", fix=_fix(stem))
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(safefs.read_text(path, "sidecar"))
+    except (safefs.NotRegular, safefs.TooLarge) as exc:
+        raise safefs.corrupt(path, exc, _fix(stem)) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise StaleArtifactError(f"{path} is unreadable ({exc.__class__.__name__})", fix=_fix(stem)) from None
     ok = (isinstance(record, dict) and record.get("format") == FORMAT and isinstance(record.get("meta"), dict)
           and isinstance(record.get("sha256"), str) and isinstance(record.get("bytes"), int)
+          and record["bytes"] >= 0
           and isinstance(record.get("tensors"), str) and _PLAIN.match(record["tensors"]))
     if not ok:
         raise StaleArtifactError(f"{path} is not a climd tensor sidecar ({FORMAT})", fix=_fix(stem))
@@ -77,7 +81,9 @@ def verify(stem: Path) -> dict:
 def _verified_bytes(stem: Path, record: dict) -> bytes:
     path = stem.parent / record["tensors"]
     try:
-        data = path.read_bytes()
+        data = safefs.read_bytes(path, record["bytes"])    # the sidecar says how big it is
+    except (safefs.NotRegular, safefs.TooLarge) as exc:
+        raise safefs.corrupt(path, exc, _fix(stem)) from None
     except OSError as exc:
         raise StaleArtifactError(f"{path} cannot be read ({exc.strerror or exc})", fix=_fix(stem)) from None
     if len(data) != record["bytes"] or hashlib.sha256(data).hexdigest() != record["sha256"]:

@@ -170,8 +170,8 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cade
     if n_jobs > 1 and len(todo) > 1 and device == "cpu":
         results += workers.train_in_workers(todo, force, n_jobs, cadence, commands)
         return sorted(results, key=lambda r: r["task"])
-    errors, leases = _prepare_replicas(reps)
-    ready = [rep for rep in reps if id(rep) not in errors]
+    errors, leases, finished = _prepare_replicas(reps)
+    ready = [rep for rep in reps if id(rep) not in errors and id(rep) not in finished]
     try:
         done, failed = engine.train(ready, device, cadence, progress)
     finally:
@@ -182,6 +182,8 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cade
         artifact = by_name.get(rep.path.resolve())
         if artifact is not None:
             results.append({"task": i, "artifact": artifact, "reused": False})
+        elif id(rep) in finished:
+            results.append({"task": i, "artifact": finished[id(rep)], "reused": True})
     problems = list(errors.values()) + failed
     if problems:
         first = problems[0]
@@ -190,24 +192,31 @@ def run_many(tasks: list[tuple], force: bool = False, jobs: int | None = 1, cade
     return sorted(results, key=lambda r: r["task"])
 
 
-def _prepare_replicas(reps: list[Replica]) -> tuple[dict, list]:
+def _prepare_replicas(reps: list[Replica]) -> tuple[dict, list, dict]:
     """Data, pools, leases and resume points. A replica that another process is training (a live
-    lease on its folder) or whose checkpoint is damaged is set aside, named in the error raised at
-    the end, so the others still train."""
+    lease on its folder) is set aside, named in the error raised at the end, so the others still
+    train. Completeness is decided again once the lease is held: a replica that another call finished
+    between :func:`prepare` and now is reused (``finished``), never reopened and retrained."""
     from . import replicas
     from .lease import Lease, LeaseHeld
 
     replicas.load_units(reps)
     replicas.attach_pools(reps)
-    errors, leases = {}, []
+    errors, leases, finished = {}, [], {}
     for rep in reps:
         rep.path.mkdir(parents=True, exist_ok=True)
         try:
-            leases.append(Lease(rep.path, purpose=f"training {rep.label()}").acquire())
+            lease = Lease(rep.path, purpose=f"training {rep.label()}").acquire()
         except LeaseHeld as exc:
             exc.message = f"{rep.label()}: {exc.message}"
             errors[id(rep)] = exc
             continue
+        done = None if rep.force else rep.store.reusable(rep.name, rep.ticket.key)
+        if done is not None:                     # finished by another call meanwhile: check after acquire
+            lease.release()
+            finished[id(rep)] = done
+            continue
+        leases.append(lease)
         rep.ticket.open_in_place(clear=rep.force)
         try:
             replicas.resume_epoch(rep)
@@ -217,7 +226,7 @@ def _prepare_replicas(reps: list[Replica]) -> tuple[dict, list]:
         else:
             if rep.start_epoch > 1:
                 log.info("resuming %s from epoch %d", rep.label(), rep.start_epoch - 1)
-    return errors, leases
+    return errors, leases, finished
 
 
 def _device(reps: list[Replica]) -> str:

@@ -2,11 +2,16 @@
 blocks of the engine's grouping order (so each worker still vectorises what it holds), and every
 worker runs with an equal share of this process's CPUs (one thread each on a 2-core machine).
 
-Workers are forked before torch is imported, so they start at once and share the parent's loaded
-modules (a spawned process would pay Python's and torch's start-up again); when torch is already
-imported they are spawned instead (forking a process with live OpenMP threads is unsafe). Each worker
-asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of
-``climd train`` leaves no orphan. The parent trains the first block itself.
+The workers are a :class:`concurrent.futures.ProcessPoolExecutor`, forked before torch is imported
+(they start at once and share the parent's loaded modules; a spawned process would pay Python's and
+torch's start-up again), spawned when torch is already imported (forking a process with live OpenMP
+threads is unsafe). Each worker asks the kernel to kill it when its parent dies
+(``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``climd train`` leaves no orphan; a SIGTERM or SIGINT to
+the parent reaches every worker at once through a shared flag (:class:`stages.engine_support.Signals`),
+so each checkpoints at the end of its epoch and the call exits 130. The parent trains the first block
+itself. A worker's failure comes back as the :class:`~stages.errors.ClimdError` it is (its class, exit
+code, message and fix; the traceback only with ``--debug``); a worker that was killed is
+:class:`~stages.errors.WorkerLost` (exit 9).
 """
 from __future__ import annotations
 
@@ -45,6 +50,20 @@ def die_with_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
+def _init_worker(parent_pid: int, threads_per_worker: int, stop_flag) -> None:
+    """Every worker: die with the parent, its share of the threads, no progress bars, and the
+    parent's stop flag. SIGINT is ignored while idle (a Ctrl-C reaches the parent, which sets the
+    flag); the engine's own handlers take over while a worker trains."""
+    die_with_parent(parent_pid)
+    from . import progress, threads
+    from .engine_support import Signals
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threads.configure(threads_per_worker)
+    progress.set_enabled(False)
+    Signals.shared = stop_flag
+
+
 def _payload(rep, command: str) -> tuple:
     return (str(rep.store.cache_dir), rep.store.run, rep.opts, rep.seed, rep.variant, command)
 
@@ -59,31 +78,37 @@ def _train_block(block: list, force: bool, cadence) -> list[dict]:
              "name": r["artifact"].name, "reused": r["reused"]} for r in results]
 
 
-def _child(block: list, force: bool, cadence, threads_per_worker: int, parent_pid: int, conn) -> None:
-    die_with_parent(parent_pid)
-    from . import progress, threads
+def _worker_block(block: list, force: bool, cadence) -> list[dict]:
+    """:func:`_train_block` in a worker: any failure goes back to the parent as a ClimdError (its
+    class and exit code kept; an unexpected one as exit 1 with its traceback for --debug)."""
+    from . import errors
+    from .failures import classify, describe_bug
 
-    threads.configure(threads_per_worker)
-    progress.set_enabled(False)
     try:
-        conn.send(("ok", _train_block(block, force, cadence)))
-    except BaseException as exc:           # report any failure to the parent, which raises it
-        from .errors import ClimdError
-
-        if isinstance(exc, ClimdError):
-            conn.send(("climd", (type(exc).__name__, exc.message, exc.fix)))
-        else:
-            conn.send(("bug", "".join(traceback.format_exception(exc))))
-    finally:
-        conn.close()
-        os._exit(0)
+        return _train_block(block, force, cadence)
+    except KeyboardInterrupt:
+        raise errors.InterruptedRun("interrupted", fix="rerun the same command to resume") from None
+    except BaseException as exc:
+        known = classify(exc)
+        if known is None:
+            known = errors.ClimdError(f"a training worker failed: {describe_bug(exc)}",
+                                      fix="this is a bug in climd: rerun with `climd --debug ...` for the "
+                                          "traceback and report it")
+        known.detail = "".join(traceback.format_exception(exc))
+        known.__traceback__ = None
+        raise known from None
 
 
 def train_in_workers(todo: list, force: bool, jobs: int, cadence, commands) -> list[dict]:
     """Train the (task index, replica) pairs of ``todo`` in ``jobs`` processes (this one included)."""
+    import ctypes
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from . import errors, threads
+    from .engine_support import Signals
+    from .failures import classify
     from .store import RunStore
 
     ordered = sorted(todo, key=lambda item: (item[1].opts.model, item[1].variant, item[1].opts.lr, item[1].seed))
@@ -94,39 +119,61 @@ def train_in_workers(todo: list, force: bool, jobs: int, cadence, commands) -> l
         jobs = threads.configured()
     jobs = max(1, min(jobs, len(items)))
     if jobs == 1:
-        return [{"task": r["task"], "artifact": RunStore(r["cache"], r["run"]).read(r["name"]), "reused": r["reused"]}
-                for r in _train_block(items, force, cadence)]
+        return _read_all(RunStore, _train_block(items, force, cadence))
     size = -(-len(items) // jobs)
     blocks = [items[k:k + size] for k in range(0, len(items), size)]
-    per_worker = max(1, threads.configured() // len(blocks))
+    before = threads.configured()
+    per_worker = max(1, before // len(blocks))
     ctx = mp.get_context("spawn" if "torch" in sys.modules else "fork")
-    children = []
-    for block in blocks[1:]:
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(block, force, cadence, per_worker, os.getpid(), send), daemon=True)
-        proc.start()
-        send.close()
-        children.append((proc, receive))
-    threads.configure(per_worker)
+    stop_flag = ctx.RawValue(ctypes.c_bool, False)
     done, problems = [], []
+    saved_flag, Signals.shared = Signals.shared, stop_flag
     try:
-        done = _train_block(blocks[0], force, cadence)
-    except errors.ClimdError as exc:
-        problems.append(exc)
-    for proc, receive in children:
-        try:
-            kind, value = receive.recv()
-        except EOFError:
-            kind, value = "bug", f"worker {proc.pid} died without a result (exit code {proc.exitcode})"
-        proc.join()
-        if kind == "ok":
-            done += value
-        elif kind == "climd":
-            name, message, fix = value
-            problems.append(getattr(errors, name, errors.ClimdError)(message, fix=fix))
-        else:
-            problems.append(errors.ClimdError(f"a training worker failed:\n{value}"))
-    if problems:
-        raise problems[0]
+        with Signals() as signals, ProcessPoolExecutor(len(blocks) - 1, mp_context=ctx, initializer=_init_worker,
+                                                       initargs=(os.getpid(), per_worker, stop_flag)) as pool:
+            futures = [pool.submit(_worker_block, block, force, cadence) for block in blocks[1:]]
+            threads.configure(per_worker)
+            try:
+                done = _train_block(blocks[0], force, cadence)
+            except errors.ClimdError as exc:
+                problems.append(exc)
+            except BaseException as exc:
+                known = classify(exc)
+                if known is None:
+                    raise
+                problems.append(known)
+            finally:
+                threads.configure(before)             # the parent's own thread count again
+            for future in futures:
+                try:
+                    done += future.result()
+                except errors.ClimdError as exc:
+                    problems.append(exc)
+                except BrokenProcessPool:
+                    problems.append(_lost(signals.stop))
+    finally:
+        Signals.shared = saved_flag
+    if problems:    # one message: an interrupt first, then every replica that did not train
+        first = next((p for p in problems if isinstance(p, errors.InterruptedRun)), problems[0])
+        if not isinstance(first, errors.InterruptedRun):
+            first.message = "; ".join(dict.fromkeys(p.message for p in problems))
+        raise first
+    return _read_all(RunStore, done)
+
+
+def _lost(stopping: bool):
+    from . import errors
+
+    if stopping:
+        return errors.InterruptedRun("interrupted: a worker ended before it could checkpoint",
+                                     fix="rerun the same command to resume")
+    return errors.WorkerLost(
+        "a training worker process was killed before it finished (by a signal, or by the kernel's "
+        "out-of-memory killer: see `dmesg` or the job's accounting)",
+        fix="rerun the same command: it resumes from the last checkpoints; if memory ran out, give the job "
+            "more memory or use fewer --jobs")
+
+
+def _read_all(RunStore, results: list[dict]) -> list[dict]:
     return [{"task": r["task"], "artifact": RunStore(r["cache"], r["run"]).read(r["name"]), "reused": r["reused"]}
-            for r in done]
+            for r in results]
