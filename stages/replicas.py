@@ -183,8 +183,18 @@ def epoch_steps(rep: Replica, epoch: int, batching: str = "shuffle") -> list[int
 
 
 def resume_epoch(rep: Replica) -> None:
-    """Where the replica resumes (from its checkpoint), recorded in ``rep.start_epoch``."""
-    rep.start_epoch = checkpoint.peek(rep.path, rep.ticket.key) + 1
+    """Where the replica resumes (from its checkpoint, checked field by field against this replica's
+    epochs and model size), recorded in ``rep.start_epoch``."""
+    has = (rep.path / f"{checkpoint.STEM}.json").exists()
+    rep.start_epoch = checkpoint.peek(rep.path, rep.ticket.key, rep.total_epochs, model_size(rep) if has else None) + 1
+
+
+def model_size(rep: Replica) -> int:
+    """Parameters of the replica's model (its row in the engine's buffer)."""
+    from . import models
+
+    spec = models.InputSpec(rep.unit.shapes, rep.unit.kinds)
+    return models.build(rep.opts.model, spec, len(rep.unit.class_names), rep.opts.model_options).size
 
 
 # -- finishing --------------------------------------------------------------------------------------
