@@ -1,0 +1,48 @@
+"""Item 4: completeness is decided while holding the lease, so a second identical `climd train`
+started while the first runs never reopens (deletes the meta.json of) a replica the first finished."""
+import json
+import threading
+import time
+
+from .procs import climd
+
+
+def test_two_identical_trains_1_s_apart_never_retrain_a_finished_replica(ros, cache):
+    args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "6", "--seeds", "0-5", "--variant", "race",
+            "--jobs", "1"]
+    metas = [ros / "train" / "race" / f"seed{s}" / "meta.json" for s in range(6)]
+    seen: dict = {}
+    problems: list = []
+    stop = threading.Event()
+
+    def watch():                                  # once a meta.json appears it never goes or changes
+        while not stop.is_set():
+            for m in metas:
+                try:
+                    text = m.read_text()
+                except FileNotFoundError:
+                    if m in seen:
+                        problems.append(f"{m} disappeared")
+                    continue
+                try:
+                    finished = json.loads(text)["finished"]
+                except (ValueError, KeyError):
+                    continue
+                if seen.setdefault(m, finished) != finished:
+                    problems.append(f"{m} was rewritten")
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    env = {"CLIMD_DEBUG_EPOCH_SLEEP": "0.05"}
+    first = climd(cache, *args, env=env)
+    time.sleep(1.0)
+    second = climd(cache, *args, env=env)
+    codes = [p.wait(timeout=180) for p in (first, second)]
+    stop.set()
+    watcher.join()
+    errs = [p.stderr.read() for p in (first, second)]
+    assert codes[0] == 0 and codes[1] in (0, 6), (codes, errs)
+    assert "Traceback" not in errs[0] + errs[1]
+    assert not problems, problems
+    assert all(m.exists() for m in metas)
