@@ -135,8 +135,14 @@ def report(
 
 def _problems(col, split: str, unevaluated: bool = True) -> None:
     for i in col.incomplete:
+        state = f"is being written now by {i['live']}" if i.get("live") else "has no meta.json"
         _warn(f"incomplete replicate left out: {i['variant']} seed {i['seed']} of run {i['run']} "
-              f"({i['stage']}: {i['path']} has no meta.json); fix: {i['fix']}")
+              f"({i['stage']}: {i['path']} {state}); fix: {i['fix']}")
+    for m in getattr(col, "missing", []):
+        _warn(f"missing replicate: {m['variant']} seed {m['seed']} of run {m['run']} was neither trained nor "
+              f"evaluated (other variants of the run have that seed), so its n is one smaller; fix: "
+              f"`climd train --run {m['run']} --seed {m['seed']}` with the options of {m['variant']}, then "
+              f"`climd evaluate --run {m['run']} --split {split}`")
     if unevaluated and col.unevaluated:
         names = ", ".join(f"{u['variant']} seed {u['seed']} of {u['run']}" for u in col.unevaluated)
         runs = sorted({u["run"] for u in col.unevaluated})

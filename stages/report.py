@@ -33,6 +33,7 @@ class Collected:
     incomplete: list[dict] = field(default_factory=list)   # {run, variant, seed, path, stage, fix}
     unevaluated: list[dict] = field(default_factory=list)  # complete trainings with no evaluation on the split
     encode: dict[str, dict] = field(default_factory=dict)  # run -> encode summary
+    missing: list[dict] = field(default_factory=list)      # {run, variant, seed}: neither trained nor evaluated
 
 
 def expand_runs(cache_dir: Path, patterns: list[str]) -> list[RunStore]:
@@ -79,17 +80,42 @@ def _finish_fix(store: RunStore, variant: str, seed: int) -> str:
 
 
 def find_incomplete(stores: list[RunStore], split: str, relevant=None) -> list[dict]:
-    """Train folders without meta.json (killed or still running), and evaluation folders without it."""
+    """Train folders without meta.json (killed or still running), and evaluation folders without it.
+    A folder with a live lease is being written now: its fix is to wait, not to rerun."""
+    from .lease import LEASE_FILE, holder_text, read_record, record_status
+
     found = []
     for store in stores:
         for stage, prefix in (("train", "train"), ("evaluate", f"eval-{split}")):
             for variant, seed, sdir in _replicate_dirs(store, prefix):
                 if (sdir / META).is_file() or (relevant is not None and not relevant(variant)):
                     continue
+                rec, st = read_record(sdir / LEASE_FILE)
+                if rec is not None and record_status(rec, st) == "live":
+                    found.append({"run": store.run, "variant": variant, "seed": seed, "stage": stage,
+                                  "path": str(sdir), "live": holder_text(rec),
+                                  "fix": f"wait for {holder_text(rec)} to finish it, then rerun the report"})
+                    continue
                 fix = (_finish_fix(store, variant, seed) if stage == "train"
                        else f"rerun `climd evaluate --run {store.run} --split {split}`")
                 found.append({"run": store.run, "variant": variant, "seed": seed, "stage": stage,
                               "path": str(sdir), "fix": fix})
+    return found
+
+
+def find_missing(stores: list[RunStore], split: str, relevant=None) -> list[dict]:
+    """Replicates with no folder at all: a seed that some variant of a run has (trained or evaluated)
+    and another variant of that run has neither trained nor evaluated, so its n is silently smaller."""
+    found = []
+    for store in stores:
+        seeds: dict[str, set] = {}
+        for prefix in ("train", f"eval-{split}"):
+            for variant, seed, _ in _replicate_dirs(store, prefix):
+                seeds.setdefault(variant, set()).add(seed)
+        every = set().union(*seeds.values()) if seeds else set()
+        for variant in sorted(seeds):
+            if relevant is None or relevant(variant):
+                found += [{"run": store.run, "variant": variant, "seed": s} for s in sorted(every - seeds[variant])]
     return found
 
 
@@ -100,7 +126,8 @@ def collect(stores: list[RunStore], split: str = "test", allow_incomplete: bool 
     ``relevant(variant) -> bool`` limits which incomplete replicates matter (default: all)."""
     incomplete = find_incomplete(stores, split, relevant)
     if incomplete and not allow_incomplete:
-        lines = "; ".join(f"{i['variant']} seed {i['seed']} of run {i['run']} ({i['stage']}: {i['path']} has no {META})"
+        lines = "; ".join(f"{i['variant']} seed {i['seed']} of run {i['run']} ({i['stage']}: {i['path']} "
+                          + (f"is being written now by {i['live']})" if i.get("live") else f"has no {META})")
                           for i in incomplete)
         raise StaleArtifactError(f"{len(incomplete)} incomplete replicate(s): {lines}",
                                  fix=" | ".join(dict.fromkeys(i["fix"] for i in incomplete)) +
@@ -122,7 +149,7 @@ def collect(stores: list[RunStore], split: str = "test", allow_incomplete: bool 
         raise MissingArtifactError(f"no evaluated models ({split}) in run(s) {[s.run for s in stores]}",
                                    fix=f"run `climd evaluate --run RUN --split {split}` first")
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run", "variant", "seed", *METRICS])
-    return Collected(frame, incomplete, unevaluated, encode)
+    return Collected(frame, incomplete, unevaluated, encode, find_missing(stores, split, relevant))
 
 
 def _row(store: RunStore, name: str, variant: str, seed: int, split: str, encode: dict) -> dict:

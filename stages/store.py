@@ -26,9 +26,8 @@ from .atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_te
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
 from .names import check_name
+from .store_meta import COMMAND, META, hash_outputs as _hash_outputs, meta_problem, with_cache_dir
 
-META = "meta.json"
-COMMAND = "COMMAND"
 META_FORMAT = 1
 DEFAULT_CACHE = "cache"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -121,17 +120,20 @@ class Artifact:
                     fix=self._rerun_hint())
 
     def _rerun_hint(self) -> str:
-        return rerun_hint(self.path, self.meta.get("command"), self.stage)
+        return rerun_hint(self.path, self.meta.get("command"), self.stage,
+                          self.path.parents[len(self.name.split("/"))])
 
 
-def rerun_hint(path: Path, command: str | None, stage: str) -> str:
+def rerun_hint(path: Path, command: str | None, stage: str, cache_dir: Path | None = None) -> str:
     """How to rebuild the artifact at ``path``: the command recorded when it was built (also kept in
-    a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force."""
+    a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force and
+    with ``--cache-dir`` naming where the cache is now."""
     if not command:
         try:
             command = safefs.read_text(Path(path) / COMMAND, "command").strip()
         except (OSError, UnicodeDecodeError):
             command = ""
+    command = with_cache_dir(command, cache_dir)
     if command:
         return f"rerun `{command}{'' if ' --force' in command else ' --force'}`"
     return f"rerun the {stage} stage with --force (same options as before), or delete {path}"
@@ -167,6 +169,10 @@ class RunStore:
                 fix=f"run `climd {stage} --run {self.run}` first (cache dir: {self.cache_dir})")
         meta_path = path / META
         if not safefs.is_real_dir(path) or not (meta_path.exists() or meta_path.is_symlink()):
+            live = _live_holder(path)
+            if live:
+                raise StaleArtifactError(f"artifact {path} is being written now by {live}",
+                                         fix="wait for it to finish, then rerun this command")
             raise StaleArtifactError(
                 f"artifact {path} is incomplete (no {META}): its stage was interrupted",
                 fix=f"rerun `climd {stage} --run {self.run}`; it restarts cleanly")
@@ -174,14 +180,14 @@ class RunStore:
             meta = json.loads(safefs.read_text(meta_path, "meta"))
         except (safefs.NotRegular, safefs.TooLarge) as exc:
             raise StaleArtifactError(f"artifact {path} is corrupt: its {META} {exc.strerror}",
-                                     fix=rerun_hint(path, None, stage)) from None
+                                     fix=rerun_hint(path, None, stage, self.cache_dir)) from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise StaleArtifactError(f"artifact {path} has an unreadable {META} ({exc.__class__.__name__})",
-                                     fix=rerun_hint(path, None, stage)) from None
+                                     fix=rerun_hint(path, None, stage, self.cache_dir)) from None
         problem = meta_problem(meta)
         if problem:
             raise StaleArtifactError(f"artifact {path} has a malformed {META}: {problem}",
-                                     fix=rerun_hint(path, None, stage))
+                                     fix=rerun_hint(path, None, stage, self.cache_dir))
         return Artifact(name=name, path=path, meta=meta)
 
     def load(self, name: str, verify: bool = True) -> Artifact:
@@ -347,38 +353,6 @@ class Ticket:
         return meta
 
 
-_META_TYPES = {"key": str, "stage": str, "params": dict, "inputs": dict, "outputs": dict, "summary": dict}
-
-
-def meta_problem(meta) -> str | None:
-    """What is wrong with a parsed meta.json (None when it is well formed)."""
-    if not isinstance(meta, dict):
-        return f"expected a JSON object, found {type(meta).__name__}"
-    for field, kind in _META_TYPES.items():
-        if not isinstance(meta.get(field), kind):
-            return f"'{field}' is missing or not a {kind.__name__}"
-    for rel, rec in meta["outputs"].items():
-        parts = Path(rel).parts
-        if Path(rel).is_absolute() or ".." in parts or not parts:
-            return f"output path {rel!r} leaves the artifact folder"
-        if not (isinstance(rec, dict) and isinstance(rec.get("sha256"), str) and isinstance(rec.get("bytes"), int)):
-            return f"output {rel!r} has no sha256/bytes record"
-    for role, rec in meta["inputs"].items():
-        if not isinstance(rec, dict) or ("artifact" in rec and not isinstance(rec.get("key"), str)):
-            return f"input {role!r} is malformed"
-    return None
-
-
-def _hash_outputs(directory: Path) -> dict:
-    out = {}
-    for path in sorted(p for p in directory.rglob("*") if safefs.is_regular(p)):   # never through a link
-        rel = path.relative_to(directory).as_posix()
-        if rel in (META, COMMAND) or path.name.startswith(".tmp-") or path.name.startswith(".lease"):
-            continue
-        out[rel] = {"sha256": file_sha256(path, regular_only=True), "bytes": path.lstat().st_size}
-    return out
-
-
 def without_defaults(params: Mapping, defaults: Mapping, keep: tuple = ()) -> dict:
     """The parameters that differ from their defaults (plus ``keep``): what a key should hash, so an
     option added later with a default that keeps the old behaviour leaves existing keys valid (a
@@ -392,6 +366,14 @@ def _empty_dir(path: Path) -> None:
         if entry.name.startswith(".lease"):      # the lease of whoever is clearing it
             continue
         shutil.rmtree(entry) if safefs.is_real_dir(entry) else entry.unlink()
+
+
+def _live_holder(path: Path) -> str | None:
+    """Who is writing the artifact folder ``path`` now (its live lease), else None."""
+    from .lease import LEASE_FILE, holder_text, read_record, record_status
+
+    rec, st = read_record(Path(path) / LEASE_FILE)
+    return holder_text(rec) if rec is not None and record_status(rec, st) == "live" else None
 
 
 def _intact_with_key(directory: Path, key: str) -> bool:

@@ -63,8 +63,8 @@ def load(path: Path, fmt: str | None, opts: DataOptions) -> NewSamples:
 def _detect(path: Path) -> str:
     if manifest.looks_like(path) or (path.is_dir() and derm7pt.looks_like(path)):
         return detect_format(path)
-    if path.is_dir() and _view_files(path) and not (path / "labels_tr.csv").is_file():
-        return "mogonet"                           # a MOGONET folder without its label files
+    if path.is_dir() and _view_files(path):
+        return "mogonet"                           # a MOGONET folder, with or without its label files
     if path.is_dir() and not (path / tcga.TARGET).is_file() and list(path.glob("*.csv")):
         return "tcga"                              # TCGA modality tables without target.csv
     return detect_format(path)

@@ -46,3 +46,27 @@ def test_two_identical_trains_1_s_apart_never_retrain_a_finished_replica(ros, ca
     assert "Traceback" not in errs[0] + errs[1]
     assert not problems, problems
     assert all(m.exists() for m in metas)
+
+
+def test_a_replica_finished_between_prepare_and_lease_is_reused_not_reopened(ros, cache):
+    """The race made deterministic: this process prepares (sees the replicas incomplete), another call
+    finishes them, then this process takes the leases: it must reuse them, not delete their meta.json."""
+    from stages import train
+    from stages.store import RunStore
+    from stages.train import TrainOptions
+
+    from .procs import run
+
+    opts = TrainOptions(curriculum="none", epochs=2)
+    store = RunStore(cache, "ros")
+    reps = [train.prepare(store, opts, s, "late") for s in (0, 1)]
+    assert all(isinstance(r, train.Replica) for r in reps)
+    code, _, err = run(cache, "train", "--run", "ros", "--curriculum", "none", "--epochs", "2", "--seeds", "0-1",
+                       "--variant", "late", "--jobs", "1")
+    assert code == 0, err
+    metas = {r.path / "meta.json": (r.path / "meta.json").read_text() for r in reps}
+    errors, leases, finished = train._prepare_replicas(reps)
+    for lease in leases:
+        lease.release()
+    assert not errors and not leases and len(finished) == 2
+    assert all(m.read_text() == text for m, text in metas.items())
