@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import __version__, safefs
+from . import __version__, mac, safefs
 from .atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_text, sweep_leftovers
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
@@ -188,6 +188,7 @@ class RunStore:
         if problem:
             raise StaleArtifactError(f"artifact {path} has a malformed {META}: {problem}",
                                      fix=rerun_hint(path, None, stage, self.cache_dir))
+        mac.check(meta, meta_path, fix=rerun_hint(path, None, stage, self.cache_dir))
         return Artifact(name=name, path=path, meta=meta)
 
     def load(self, name: str, verify: bool = True) -> Artifact:
@@ -258,7 +259,7 @@ class RunStore:
             sweep_leftovers(parent, recursive=False)   # dead writers' temporary folders, reused or not
         key = self.key_for(stage, version, params if key_params is None else key_params, inputs)
         if not force:
-            reusable = self._reusable(name, key)
+            reusable = self.reusable(name, key)
             if reusable is not None:
                 return Ticket(self, name, stage, version, dict(params), dict(inputs), key, artifact=reusable)
         return Ticket(self, name, stage, version, dict(params), dict(inputs), key)
@@ -297,9 +298,6 @@ class RunStore:
 
     def reusable(self, name: str, key: str) -> Artifact | None:
         """The complete, intact artifact ``name`` if it has ``key`` (None otherwise)."""
-        return self._reusable(name, key)
-
-    def _reusable(self, name: str, key: str) -> Artifact | None:
         try:
             existing = self.read(name)
             if existing.key != key:
@@ -349,6 +347,7 @@ class Ticket:
         }
         if command:
             atomic_write_text(Path(directory) / COMMAND, command + "\n")
+        meta = mac.sign(meta)              # a keyed MAC when $CLIMD_CACHE_KEY is set
         atomic_write_json(Path(directory) / META, meta)
         return meta
 

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from . import safefs
+from . import mac, safefs
 from .atomic import atomic_write_bytes, atomic_write_json
 from .errors import StaleArtifactError
 
@@ -32,9 +32,9 @@ def save(stem: Path, tensors: dict, meta: dict, tensor_file: str | None = None) 
     name = tensor_file or stem.name + SUFFIX
     data = encode(tensors)
     atomic_write_bytes(stem.parent / name, data)
-    atomic_write_json(stem.with_name(stem.name + ".json"), {
+    atomic_write_json(stem.with_name(stem.name + ".json"), mac.sign({
         "format": FORMAT, "tensors": name, "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data), "meta": meta})
+        "bytes": len(data), "meta": meta}))
     return stem.parent / name
 
 
@@ -68,6 +68,7 @@ def read_meta(stem: Path) -> dict:
           and isinstance(record.get("tensors"), str) and _PLAIN.match(record["tensors"]))
     if not ok:
         raise StaleArtifactError(f"{path} is not a climd tensor sidecar ({FORMAT})", fix=_fix(stem))
+    mac.check(record, path, fix=_fix(stem))
     return record
 
 
