@@ -16,7 +16,7 @@ import numpy as np
 
 from .adapters import DataOptions, finish_dataset, read_dataset
 from .dataset import Dataset
-from .encode_guard import EMBEDDED, check_same_data, resolved
+from .encode_guard import EMBEDDED, check_folder, check_same_data, resolved
 from .features import FILE
 from .hashing import file_sha256, files_fingerprint
 from .store import Artifact, RunStore
@@ -51,7 +51,8 @@ def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: Encode
     check_same_data(store, STAGE, inputs, ticket.key, force)
     ds = finish_dataset(raw, data_opts)   # bad data fails here, before anything is written
     _log_notes(ds)
-    return store.make(ticket, lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force)
+    return store.make(ticket, lambda out: _write(out / FILE, ds, opts, params, data_opts.impute), force=force,
+                      guard=lambda existing: check_folder(store.run, existing, inputs, ticket.key))
 
 
 def prepare(data: Path | None, data_opts: DataOptions, opts: EncodeOptions,

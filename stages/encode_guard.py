@@ -11,6 +11,7 @@ import json
 import shlex
 from pathlib import Path
 
+from . import safefs
 from .errors import DataError
 from .store import COMMAND, META, RunStore
 
@@ -20,13 +21,13 @@ EMBEDDED = "embedded:rosmap"
 def recorded_data(folder: Path) -> tuple[str, str | None] | None:
     """(data path as recorded, its resolved form if recorded) of an encode artifact, else None."""
     try:
-        meta = json.loads((folder / META).read_text())
+        meta = json.loads(safefs.read_text(folder / META, "meta"))
         rec = meta["inputs"]["data"]
         return str(rec["path"]), rec.get("resolved")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        words = shlex.split((folder / COMMAND).read_text())
+        words = shlex.split(safefs.read_text(folder / COMMAND, "command"))
     except (OSError, ValueError):
         return None
     for i, word in enumerate(words):
@@ -46,14 +47,20 @@ def check_same_data(store: RunStore, name: str, inputs: dict, key: str, force: b
 
     Same key: the artifact is reused, nothing to check. Same data path (the files changed in place,
     or other options): a normal rebuild."""
-    folder = store.path(name)
-    if force or not folder.is_dir():
+    if not force:
+        check_folder(store.run, store.path(name), inputs, key)
+
+
+def check_folder(run: str, folder: Path, inputs: dict, key: str) -> None:
+    """:func:`check_same_data` for the encode folder ``folder``; also called when publishing, so that
+    of two concurrent encodes of different data into one run the second is refused, not the winner."""
+    if not folder.is_dir():
         return
     held = recorded_data(folder)
     if held is None:
         return
     try:
-        if json.loads((folder / META).read_text()).get("key") == key:
+        if json.loads(safefs.read_text(folder / META, "meta")).get("key") == key:
             return
     except (OSError, ValueError, AttributeError):
         pass
@@ -67,6 +74,6 @@ def check_same_data(store: RunStore, name: str, inputs: dict, key: str, force: b
                  old_path if full == old_path else f"{old_path} ({full})")
     again = "" if old_path == EMBEDDED else f" --data {shlex.quote(full)}"
     raise DataError(
-        f"run {store.run!r} already holds {shown_old}; this encode would replace it with {shown_new}",
-        fix=f"use a new run name for this data (--run NAME), rerun with `--run {store.run}{again}` to keep it, "
-            f"or add --force to replace run {store.run!r} (its later stages become stale)")
+        f"run {run!r} already holds {shown_old}; this encode would replace it with {shown_new}",
+        fix=f"use a new run name for this data (--run NAME), rerun with `--run {run}{again}` to keep it, "
+            f"or add --force to replace run {run!r} (its later stages become stale)")

@@ -26,7 +26,7 @@ from .atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_te
 from .errors import MissingArtifactError, StaleArtifactError, UsageError
 from .hashing import cache_key, file_sha256
 from .names import check_name
-from .store_meta import COMMAND, META, hash_outputs as _hash_outputs, meta_problem, with_cache_dir
+from .store_meta import COMMAND, META, hash_outputs as _hash_outputs, meta_problem, rerun_hint
 
 META_FORMAT = 1
 DEFAULT_CACHE = "cache"
@@ -122,21 +122,6 @@ class Artifact:
     def _rerun_hint(self) -> str:
         return rerun_hint(self.path, self.meta.get("command"), self.stage,
                           self.path.parents[len(self.name.split("/"))])
-
-
-def rerun_hint(path: Path, command: str | None, stage: str, cache_dir: Path | None = None) -> str:
-    """How to rebuild the artifact at ``path``: the command recorded when it was built (also kept in
-    a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force and
-    with ``--cache-dir`` naming where the cache is now."""
-    if not command:
-        try:
-            command = safefs.read_text(Path(path) / COMMAND, "command").strip()
-        except (OSError, UnicodeDecodeError):
-            command = ""
-    command = with_cache_dir(command, cache_dir)
-    if command:
-        return f"rerun `{command}{'' if ' --force' in command else ' --force'}`"
-    return f"rerun the {stage} stage with --force (same options as before), or delete {path}"
 
 
 class RunStore:
@@ -279,8 +264,9 @@ class RunStore:
         return self.make(ticket, produce, force, incremental)
 
     def make(self, ticket: "Ticket", produce: Callable[[Path], dict], force: bool = False,
-             incremental: bool = False) -> tuple[Artifact, bool]:
-        """:meth:`build` for a ticket of :meth:`begin` that was not reused."""
+             incremental: bool = False, guard: Callable[[Path], None] | None = None) -> tuple[Artifact, bool]:
+        """:meth:`build` for a ticket of :meth:`begin` that was not reused. ``guard(existing)`` may
+        raise to refuse replacing what another writer published meanwhile (checked at publication)."""
         name, path = ticket.name, ticket.path
         if incremental:
             ticket.open_in_place(clear=force)
@@ -288,7 +274,8 @@ class RunStore:
             return self.read(name), False
         # Another node may finish the same artifact first: keep its version when it has our key
         # (we reuse it), replace one made from other inputs; --force always replaces.
-        replace = True if force else (lambda existing: not _intact_with_key(existing, ticket.key))
+        replace = True if force else (lambda existing: (guard is not None and guard(existing))
+                                      or not _intact_with_key(existing, ticket.key))
         try:
             with atomic_dir(path, replace=replace) as tmp:
                 ticket.commit(tmp, produce(tmp))

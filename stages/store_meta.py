@@ -66,3 +66,18 @@ def with_cache_dir(command: str, cache_dir: Path | None) -> str:
         else:
             out.append(word)
     return shlex.join(out)
+
+
+def rerun_hint(path: Path, command: str | None, stage: str, cache_dir: Path | None = None) -> str:
+    """How to rebuild the artifact at ``path``: the command recorded when it was built (also kept in
+    a COMMAND file beside meta.json, so the hint survives a damaged meta.json), with --force and
+    with ``--cache-dir`` naming where the cache is now."""
+    if not command:
+        try:
+            command = safefs.read_text(Path(path) / COMMAND, "command").strip()
+        except (OSError, UnicodeDecodeError):
+            command = ""
+    command = with_cache_dir(command, cache_dir)
+    if command:
+        return f"rerun `{command}{'' if ' --force' in command else ' --force'}`"
+    return f"rerun the {stage} stage with --force (same options as before), or delete {path}"

@@ -70,3 +70,27 @@ def test_a_replica_finished_between_prepare_and_lease_is_reused_not_reopened(ros
         lease.release()
     assert not errors and not leases and len(finished) == 2
     assert all(m.read_text() == text for m, text in metas.items())
+
+
+def test_two_encodes_of_different_data_into_one_run_cannot_both_win(cli, cache, tmp_path, monkeypatch):
+    """Both pass the one-data-set-per-run check (the run is empty when they start); the one that
+    publishes second finds the other's data there and is refused (exit 3), leaving it in place."""
+    from stages import encode
+
+    from .. import datagen
+
+    a = datagen.mogonet(tmp_path / "a", seed=1)
+    b = datagen.mogonet(tmp_path / "b", seed=2)
+    real_write = encode._write
+
+    def write_after_another_encode_finished(*args, **kw):
+        monkeypatch.setattr(encode, "_write", real_write)
+        assert cli("encode", "--run", "x", "--data", a).exit_code == 0      # the other writer, meanwhile
+        return real_write(*args, **kw)
+
+    monkeypatch.setattr(encode, "_write", write_after_another_encode_finished)
+    r = cli("encode", "--run", "x", "--data", b)
+    assert r.exit_code == 3 and "already holds" in r.stderr and "Traceback" not in r.output, r.output
+    meta = json.loads((cache / "x" / "encode" / "meta.json").read_text())
+    assert meta["inputs"]["data"]["path"] == str(a)
+    assert not [p for p in (cache / "x").iterdir() if p.name.startswith(".tmp-")]
