@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from stages import tensorio
+from stages.store import tensorio
 
 from .procs import climd, wait_for
 

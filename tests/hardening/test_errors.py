@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from stages.errors import EXIT_CODES, OutOfMemory, StorageError, UsageError
-from stages.failures import classify
+from stages.core.failures import classify
 
 
 def test_a_cache_dir_that_is_a_file_is_one_message(cli, tmp_path):

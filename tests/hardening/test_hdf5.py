@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from stages.hashing import file_sha256
+from stages.core.hashing import file_sha256
 
 
 def _rehash(artifact, rel):

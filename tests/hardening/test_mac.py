@@ -5,8 +5,8 @@ import json
 import pytest
 
 from stages.errors import StaleArtifactError
-from stages.hashing import file_sha256
-from stages.store import RunStore
+from stages.core.hashing import file_sha256
+from stages.store.artifacts import RunStore
 
 
 def _consistent_edit(artifact, rel, text):
@@ -43,7 +43,7 @@ def test_a_keyed_mac_refuses_consistent_edits_unsigned_records_and_other_keys(cl
 def test_tensor_sidecars_are_signed_too(tmp_path, monkeypatch):
     import numpy as np
 
-    from stages import tensorio
+    from stages.store import tensorio
 
     monkeypatch.setenv("CLIMD_CACHE_KEY", "k")
     tensorio.save(tmp_path / "model", {"w": np.ones(3, dtype=np.float32)}, {"epoch": 1})

@@ -4,8 +4,8 @@ cache folder an artifact was built in."""
 import json
 import shutil
 
-from stages.lease import Lease
-from stages.store import RunStore
+from stages.store.lease import Lease
+from stages.store.artifacts import RunStore
 
 from ..conftest import ROOT
 
@@ -39,7 +39,7 @@ def test_a_replicate_missing_from_train_and_eval_is_named(cli, ros, tmp_path):
 
 def test_predict_reads_a_mogonet_training_folder_as_mogonet(cli, ros):
     assert cli(*TRAIN, "--variant", "p").exit_code == 0
-    r = cli("predict", "--run", "ros", "--variant", "p", "--data", ROOT / "stages" / "embedded" / "rosmap")
+    r = cli("predict", "--run", "ros", "--variant", "p", "--data", ROOT / "stages" / "data" / "embedded" / "rosmap")
     assert r.exit_code == 0 and "duplicate sample id" not in r.output, r.output
     assert len(r.stdout.strip().splitlines()) == 351 + 1          # every sample of tr and te, and a header
 

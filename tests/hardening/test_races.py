@@ -51,9 +51,9 @@ def test_two_identical_trains_1_s_apart_never_retrain_a_finished_replica(ros, ca
 def test_a_replica_finished_between_prepare_and_lease_is_reused_not_reopened(ros, cache):
     """The race made deterministic: this process prepares (sees the replicas incomplete), another call
     finishes them, then this process takes the leases: it must reuse them, not delete their meta.json."""
-    from stages import train
-    from stages.store import RunStore
-    from stages.train import TrainOptions
+    from stages.pipeline import train
+    from stages.store.artifacts import RunStore
+    from stages.pipeline.train import TrainOptions
 
     from .procs import run
 
@@ -75,20 +75,20 @@ def test_a_replica_finished_between_prepare_and_lease_is_reused_not_reopened(ros
 def test_two_encodes_of_different_data_into_one_run_cannot_both_win(cli, cache, tmp_path, monkeypatch):
     """Both pass the one-data-set-per-run check (the run is empty when they start); the one that
     publishes second finds the other's data there and is refused (exit 3), leaving it in place."""
-    from stages import encode
+    from stages.pipeline import encode
 
     from .. import datagen
 
     a = datagen.mogonet(tmp_path / "a", seed=1)
     b = datagen.mogonet(tmp_path / "b", seed=2)
-    real_write = encode._write
+    real_write = encode.write_features
 
     def write_after_another_encode_finished(*args, **kw):
-        monkeypatch.setattr(encode, "_write", real_write)
+        monkeypatch.setattr(encode, "write_features", real_write)
         assert cli("encode", "--run", "x", "--data", a).exit_code == 0      # the other writer, meanwhile
         return real_write(*args, **kw)
 
-    monkeypatch.setattr(encode, "_write", write_after_another_encode_finished)
+    monkeypatch.setattr(encode, "write_features", write_after_another_encode_finished)
     r = cli("encode", "--run", "x", "--data", b)
     assert r.exit_code == 3 and "already holds" in r.stderr and "Traceback" not in r.output, r.output
     meta = json.loads((cache / "x" / "encode" / "meta.json").read_text())

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from stages import safefs
-from stages.lease import Lease, read_record, record_status
+from stages.core import safefs
+from stages.store.lease import Lease, read_record, record_status
 
 from .procs import run
 

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from stages import tensorio
-from stages.lease import Lease
+from stages.store import tensorio
+from stages.store.lease import Lease
 
 from ..conftest import ROOT
 from .procs import climd, run

@@ -1,0 +1,99 @@
+"""What the training engine needs around its loop: the checkpoint cadence, interrupt handling (finish
+the epoch, checkpoint, exit 130), GPU memory peaks and the test hooks (``CLIMD_DEBUG_BATCHES``,
+``CLIMD_DEBUG_EPOCH_SLEEP``)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Cadence:
+    """When to checkpoint: every ``epochs`` epochs (0: never by count) or after ``seconds``."""
+
+    epochs: int = 0
+    seconds: float = 60.0
+
+    def due(self, epoch: int, since: float) -> bool:
+        return bool(self.epochs and epoch % self.epochs == 0) or time.monotonic() - since >= self.seconds
+
+
+class Signals:
+    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts).
+
+    ``Signals.shared`` (a lock-free shared boolean, ``multiprocessing.RawValue``, set by :mod:`stages.workers` in the parent and in
+    every worker) carries a stop to the worker processes at once: a ``kill <parent pid>`` stops every
+    process of the call at the end of its current epoch. Nested ``with Signals()`` share the stop."""
+
+    shared = None
+
+    def __init__(self):
+        self._stop = False
+        self._old = {}
+
+    @property
+    def stop(self) -> bool:
+        return self._stop or (Signals.shared is not None and bool(Signals.shared.value))
+
+    @stop.setter
+    def stop(self, value: bool) -> None:
+        self._stop = value
+        if value and Signals.shared is not None:
+            Signals.shared.value = True       # no lock: safe inside a signal handler
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self._stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop = True
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, handler)
+        except ValueError:       # not the main thread: no handlers (the caller handles interrupts)
+            self._old = {}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def gpu_peak_mb(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def record_batches(epoch: int, members: list, plans: list) -> None:
+    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines."""
+    path = os.environ.get("CLIMD_DEBUG_BATCHES")
+    if path:
+        with open(path, "a") as fh:
+            for m, plan in zip(members, plans):
+                fh.write(json.dumps({"run": m.store.run, "seed": m.seed, "epoch": epoch,
+                                     "batches": [b.tolist() for b in plan]}) + "\n")
+
+
+def debug_sleep() -> None:
+    delay = os.environ.get("CLIMD_DEBUG_EPOCH_SLEEP")
+    if delay:
+        time.sleep(float(delay))
+
+
+def diverged(m, epoch: int | None, history: list[dict]):
+    """The error of a replica whose loss or weights became non-finite; nothing of it is saved."""
+    from stages.engine import checkpoint
+    from stages.errors import TrainingDiverged
+
+    checkpoint.remove(m.path)           # a rerun starts over (with the same options it diverges again)
+    when = f"at epoch {epoch} (loss {history[epoch - 1]['loss']})" if epoch else "(its final weights)"
+    return TrainingDiverged(
+        f"{m.label()}: training diverged {when} with --lr {m.opts.lr:g}: the weights are not finite, so "
+        "nothing was saved for this replica",
+        fix=f"lower the learning rate (e.g. --lr {m.opts.lr / 10:g}) and rerun; the other replicas are kept")
