@@ -44,7 +44,12 @@ def test_fix_hint_replays_the_recorded_command_when_meta_json_is_damaged(cli, ro
     recorded = json.loads(meta.read_text())["command"]
     meta.write_text("[]")
     r = cli("schedule", "--run", "ros", "--epochs", "12", "--force")
-    assert r.exit_code == 5 and recorded in r.stderr and "--force" in r.stderr
+    assert r.exit_code == 5 and "--force" in r.stderr
+    # replayed, with --cache-dir naming where the cache is now, not where it was built (issue 25)
+    from stages.store.meta import with_cache_dir
+
+    assert with_cache_dir(recorded, ros.parent) in r.stderr
+    assert "--cache-dir" not in recorded or f"--cache-dir {ros.parent}" in r.stderr
 
 
 def test_inspect_plot_says_where_and_piped_tables_are_not_wrapped(cli, ros, tmp_path):
