@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, ThreadsOpt, command, command_line, info
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, ThreadsOpt, command, command_line, info, runs
 
 CUR, OPT, IMB, SEEDS, MOD, PERF = "Curriculum", "Optimisation", "Imbalance losses", "Seeds", "Model", "Performance"
 
@@ -191,15 +191,14 @@ def evaluate(
 
     from stages.pipeline import evaluate as stage
     from stages.errors import MissingArtifactError, StaleArtifactError
-    from stages.store.artifacts import expand_runs
+    from stages.store import layout
 
-    def wanted(name: str) -> bool:                  # "train/<variant>/seed<k>"
-        parts = name.split("/")
-        s = parts[2].removeprefix("seed") if len(parts) == 3 else ""
-        return (variant is None or parts[1] == variant) and (seed is None or (s.isdigit() and int(s) == seed))
+    def wanted(name: str) -> bool:                  # a train artifact's name
+        parsed = layout.parse(name)
+        return (variant is None or parsed.variant == variant) and (seed is None or parsed.seed == seed)
 
-    stores = expand_runs(cache_dir, run)
-    todo = [(st, v, s) for st in stores for v, s in stage.trained_variants(st) if wanted(f"train/{v}/seed{s}")]
+    stores = runs(run, cache_dir)
+    todo = [(st, v, s) for st in stores for v, s in stage.trained_variants(st) if wanted(layout.train_name(v, s))]
     broken = [(st, e) for st in stores for e in stage.incomplete_trainings(st) if wanted(e.name)]
     if not todo and not broken:
         raise MissingArtifactError(f"no trained model in run {run!r}" + (f" for variant {variant!r}" if variant else ""),
