@@ -131,6 +131,69 @@ def test_github_slugs():
     assert github_slug("Manifest (your own data)") == "manifest-your-own-data"
 
 
+# -- paths and modules named in the prose ----------------------------------------------------------
+REPO_PATH = re.compile(r"(?<![\w./<-])((?:stages|climd_cli|tests|scripts|examples)/[\w./-]*[\w/])")
+TEST_FILE = re.compile(r"(?<![\w/])(test_\w+\.py)\b")
+MODULE = re.compile(r"(?<![\w./])(stages(?:\.[A-Za-z_]\w*)+)")
+
+
+def _module_problem(dotted: str) -> str | None:
+    """None when ``stages.a.b[.name]`` is a module of this checkout (and ``name``, if any, a word of
+    its source); else what is wrong."""
+    parts, here = dotted.split("."), ROOT
+    for i, part in enumerate(parts):
+        if (here / part).is_dir():
+            here = here / part
+            continue
+        if (here / f"{part}.py").is_file():
+            src = (here / f"{part}.py").read_text(encoding="utf-8")
+            rest = parts[i + 1:]
+            if rest and not re.search(rf"\b{re.escape(rest[0])}\b", src):
+                return f"{rest[0]} is not in {_rel(here / f'{part}.py')}"
+            return None
+        if i >= 2 and (here / "__init__.py").is_file():    # a name re-exported by a package
+            src = (here / "__init__.py").read_text(encoding="utf-8")
+            return None if re.search(rf"\b{re.escape(part)}\b", src) else f"{part} is not in {_rel(here)}"
+        return f"no module {'.'.join(parts[:i + 1])}"
+    return None
+
+
+def stale_paths(path: Path) -> list[str]:
+    """Repository paths (``stages/store/atomic.py``), test files and ``stages.x.y`` modules named in
+    the prose of ``path`` that this checkout does not have. Names with placeholders are skipped."""
+    prose, _ = split_fences(path.read_text(encoding="utf-8"))
+    tests = {p.name for p in (ROOT / "tests").rglob("test_*.py")}
+    problems = []
+    for no, line in prose:
+        for m in REPO_PATH.finditer(line):
+            name = m.group(1).rstrip(".")
+            if not any(ch in name for ch in "*{<[") and not (ROOT / name).exists():
+                problems.append(f"{_rel(path)}:{no}: {name} does not exist")
+        for m in TEST_FILE.finditer(line):
+            if m.group(1) not in tests:
+                problems.append(f"{_rel(path)}:{no}: no test file {m.group(1)} under tests/")
+        for m in MODULE.finditer(line):
+            problem = _module_problem(m.group(1).rstrip("."))
+            if problem:
+                problems.append(f"{_rel(path)}:{no}: {m.group(1)}: {problem}")
+    return problems
+
+
+@pytest.mark.parametrize("doc", LINK_DOCS, ids=_rel)
+def test_named_paths_and_modules_exist(doc):
+    assert not stale_paths(doc), "\n".join(stale_paths(doc))
+
+
+def test_path_checker_catches_a_moved_module(tmp_path):
+    doc = tmp_path / "a.md"
+    doc.write_text("`stages/nowhere.py`, `stages/<pkg>/x.py`, test_nowhere_at_all.py, `stages.nowhere.f`,\n"
+                   "`stages.errors.UsageError`, `stages.errors.NoSuchThing`\n")
+    found = stale_paths(doc)
+    assert len(found) == 4, found
+    assert "stages/nowhere.py does not exist" in found[0] and "test_nowhere_at_all.py" in found[1]
+    assert "no module stages.nowhere" in found[2] and "NoSuchThing is not in stages/errors.py" in found[3]
+
+
 # -- commands ---------------------------------------------------------------------------------------
 def shell_lines(block: list[tuple[int, str]]):
     """Logical lines of a shell block (backslash continuations joined), with their first line number."""
