@@ -3,7 +3,7 @@ calling only the `climd` CLI.
 
     python scripts/reproduce.py [--quick] DATASET...    DATASET: brca kipan lgg rosmap derm7pt cfcml table3
 
-Protocol (README "Results"):
+Protocol (results/README.md):
 * a replicate is one run with its own train / valid / test split: BRCA, KIPAN, LGG use the split
   files seed0-9 (0-4 in ../shared, 5-9 in splits/); ROSMAP and Derm7pt use `encode --resplit k`
   (k = 0 is the original split); validation is carved from each training split (`--val-fraction 0.2`;
