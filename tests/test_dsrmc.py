@@ -191,3 +191,15 @@ def test_interrupted_then_resumed_equals_uninterrupted(cli, ros, cache, monkeypa
         assert all(np.array_equal(wa[k], wb[k]) for k in wa)
         pd.testing.assert_frame_equal(_history(a), _history(b))
         assert not list(a.glob("checkpoint*"))
+
+
+def test_a_sweep_grid_takes_dsrmc_and_its_pace(tmp_path):
+    from stages.sweep_grid import load_grid
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("runs: ros\nseeds: 0-1\ntrain:\n  - {curriculum: [none, dsrmc], epochs: 4}\n"
+                    "  - {curriculum: dsrmc, dsrmc-pace: 0.5, lr: 1e-3}\n")
+    cells = {c.key: c for c in load_grid(grid).cells}
+    assert {"ros/baseline/seed0", "ros/dsrmc/seed1", "ros/dsrmc+lr0.001+pace0.5/seed0"} <= set(cells)
+    assert cells["ros/dsrmc+lr0.001+pace0.5/seed0"].command() == \
+        "climd train --run ros --curriculum dsrmc --lr 0.001 --dsrmc-pace 0.5 --seed 0"
