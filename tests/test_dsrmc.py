@@ -203,3 +203,22 @@ def test_a_sweep_grid_takes_dsrmc_and_its_pace(tmp_path):
     assert {"ros/baseline/seed0", "ros/dsrmc/seed1", "ros/dsrmc+lr0.001+pace0.5/seed0"} <= set(cells)
     assert cells["ros/dsrmc+lr0.001+pace0.5/seed0"].command() == \
         "climd train --run ros --curriculum dsrmc --lr 0.001 --dsrmc-pace 0.5 --seed 0"
+
+
+def test_an_nn_module_plugin_with_class_balanced_batches(cli, cache, tmp_path):
+    """CFCML (an nn.Module behind the adapter, class-balanced batches, HRM auxiliary losses): its
+    candidate batches are class-balanced, scored in eval mode, and the paced count is trained."""
+    from . import datagen
+
+    path = datagen.manifest(tmp_path / "m", n=16)
+    r = cli("encode", "--run", "c", "--data", path, "--image-stages", "--stage-grid", "2", "--device", "cpu",
+            "--image-encoder", "resnet18", "--allow-random-weights")
+    assert r.exit_code == 0, r.output
+    r = cli("train", "--run", "c", "--model", "cfcml", "--curriculum", "dsrmc", "--epochs", "3", "--model-option",
+            "dim=16", "--model-option", "tokens=4", "--batch-size", "4", "--dsrmc-pace", "1", "--json")
+    assert r.exit_code == 0, r.output
+    h = _history(cache / "c" / "train" / json.loads(r.stdout)[0]["variant"] / "seed0")
+    # 12 training rows (6 + 6), batch 4: N_b = 3, m = 1 * 3: n_t = ceil(3t/3) + 1, capped -> 2, 3, 3
+    assert h["dsrmc_batches"].tolist() == h["steps"].tolist() == [2, 3, 3]
+    assert h.loc[0, "n_benign"] == h.loc[0, "n_malignant"] == 4            # two class-balanced batches
+    assert (h["dsrmc_loss_first"] < h["dsrmc_loss_last"]).all() and "aux_sam" in h.columns
