@@ -90,7 +90,7 @@ def snapshot_losses(group, batches: list[list[np.ndarray]], epoch: int, torch) -
     auxiliary losses, a mean over the batch as the authors' ``loss_tmp``, without dropout.
     ``group`` is the engine's :class:`stages.engine.Group`; nothing here touches a random stream."""
     R, n = group.R, len(batches[0])
-    out = np.empty((R, n), dtype=np.float64)
+    out = []
     group.model.train_mode(False)
     with torch.no_grad():
         for j in range(n):
@@ -103,8 +103,8 @@ def snapshot_losses(group, batches: list[list[np.ndarray]], epoch: int, torch) -
             per = group.loss(result.logits, y, epoch, torch)
             if result.aux_loss is not None:
                 per = per + result.aux_loss
-            out[:, j] = per.double().cpu().numpy()
-    return out
+            out.append(per.double())
+    return torch.stack(out, dim=1).cpu().numpy()                # one transfer from a GPU per epoch
 
 
 def order_epoch(group, candidates: list, epoch: int, torch) -> tuple[list, list[dict]]:
