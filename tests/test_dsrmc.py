@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stages import dsrmc, features, losses, order
-from stages.replicas import model_inputs
-from stages.store import RunStore, without_defaults
-from stages.train import TrainOptions, load_model
+from stages.data import features
+from stages.engine import dsrmc, losses, order
+from stages.engine.replicas import load_model, model_inputs
+from stages.pipeline.train import TrainOptions
+from stages.store.artifacts import RunStore, without_defaults
 
 from .test_train import _history, weights
 
@@ -164,7 +165,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(cli, ros, cache, monkeypa
     come from the replica's order stream, both in the checkpoint."""
     import shutil
 
-    from stages import engine
+    from stages.engine import loop as engine
 
     shutil.copytree(ros, cache / "whole")
     args = ["train", "--curriculum", "dsrmc", "--epochs", "8", "--seeds", "0-1", "--lr", "1e-3", "--jobs", "1"]
@@ -182,8 +183,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(cli, ros, cache, monkeypa
     saved = [json.loads(p.read_text())["meta"]["epoch"] for p in ros.glob("train/dsrmc*/seed*/checkpoint.json")]
     assert saved == [3, 3] and not list(ros.glob("train/dsrmc*/seed*/model.json"))
     monkeypatch.setattr(engine, "debug_sleep", original)
+    log = cache / "batches.jsonl"
+    monkeypatch.setenv("CLIMD_DEBUG_BATCHES", str(log))
     r = cli(*args, "--run", "ros")
-    assert r.exit_code == 0 and "resuming" in r.stderr, r.output
+    assert r.exit_code == 0, r.output
+    assert sorted({json.loads(line)["epoch"] for line in log.read_text().splitlines()}) == list(range(4, 9))  # resumed
+    monkeypatch.delenv("CLIMD_DEBUG_BATCHES")
     cli(*args, "--run", "whole")
     for s in range(2):
         a, b = ros / "train" / "dsrmc+lr0.001" / f"seed{s}", cache / "whole" / "train" / "dsrmc+lr0.001" / f"seed{s}"
@@ -194,7 +199,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(cli, ros, cache, monkeypa
 
 
 def test_a_sweep_grid_takes_dsrmc_and_its_pace(tmp_path):
-    from stages.sweep_grid import load_grid
+    from stages.sweep.grid import load_grid
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("runs: ros\nseeds: 0-1\ntrain:\n  - {curriculum: [none, dsrmc], epochs: 4}\n"

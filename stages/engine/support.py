@@ -1,0 +1,78 @@
+"""What the training engine needs around its loop: the checkpoint cadence, interrupt handling (finish
+the epoch, checkpoint, exit 130), GPU memory peaks and the test hooks (``CLIMD_DEBUG_BATCHES``,
+``CLIMD_DEBUG_EPOCH_SLEEP``)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Cadence:
+    """When to checkpoint: every ``epochs`` epochs (0: never by count) or after ``seconds``."""
+
+    epochs: int = 0
+    seconds: float = 60.0
+
+    def due(self, epoch: int, since: float) -> bool:
+        return bool(self.epochs and epoch % self.epochs == 0) or time.monotonic() - since >= self.seconds
+
+
+class Signals:
+    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts)."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop = True
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, handler)
+        except ValueError:       # not the main thread: no handlers (the caller handles interrupts)
+            self._old = {}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def gpu_peak_mb(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def record_batches(epoch: int, members: list, plans: list, notes: list | None = None) -> None:
+    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines
+    (with ``notes``: what else the engine knows of each replica's epoch, e.g. DSRMC's batch losses)."""
+    path = os.environ.get("CLIMD_DEBUG_BATCHES")
+    if path:
+        with open(path, "a") as fh:
+            for r, (m, plan) in enumerate(zip(members, plans)):
+                fh.write(json.dumps({"run": m.store.run, "seed": m.seed, "epoch": epoch,
+                                     "batches": [b.tolist() for b in plan], **(notes[r] if notes else {})}) + "\n")
+
+
+def batch_inputs(group, xb_all, size: int) -> dict:
+    """A batch's model inputs by name from its gathered rows [R, size, columns] (``group``: the
+    engine's Group, which knows each input's columns and shape)."""
+    return {k: (xb_all[:, :, a:b] if group.model.ones_column else
+                xb_all[:, :, a:b].reshape(group.R, size, *group.unit0.shapes[k])) for k, (a, b) in group.columns.items()}
+
+
+def debug_sleep() -> None:
+    delay = os.environ.get("CLIMD_DEBUG_EPOCH_SLEEP")
+    if delay:
+        time.sleep(float(delay))
