@@ -152,6 +152,8 @@ def test_options_refusals_and_unchanged_keys(cli, ros):
     assert r.exit_code == 2 and "--dsrmc-pace applies only to --curriculum dsrmc" in r.stderr
     r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--dsrmc-pace", "0")
     assert r.exit_code == 2 and "--dsrmc-pace must be a number > 0" in r.stderr
+    r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--schedule-tag", "oof")
+    assert r.exit_code == 2 and "--schedule-tag" in r.stderr
     r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--model", "logreg")
     assert r.exit_code == 2 and "scikit-learn reference" in r.stderr
     r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--epochs", "2", "--resample", "smote")

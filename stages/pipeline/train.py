@@ -79,6 +79,9 @@ class TrainOptions:
             raise UsageError("--resample makes synthetic/removed samples the schedule cannot name",
                              fix="use --resample with --curriculum none or dsrmc")
         dsrmc.check_pace(self.dsrmc_pace)
+        if self.schedule_tag is not None and self.curriculum == dsrmc.NAME:
+            raise UsageError("--curriculum dsrmc reads no schedule, so --schedule-tag has nothing to select",
+                             fix="drop --schedule-tag")
         if self.dsrmc_pace != dsrmc.DEFAULT_PACE and self.curriculum != dsrmc.NAME:
             raise UsageError(f"--dsrmc-pace applies only to --curriculum dsrmc, not {self.curriculum}",
                              fix="drop --dsrmc-pace or use --curriculum dsrmc")
