@@ -21,7 +21,8 @@ from .test_train import _history, weights
 # -- by hand ----------------------------------------------------------------------------------------
 def test_paced_count_by_hand_and_as_the_authors_loop():
     # N_b = 4 batches, T = 10, pace 0.5 -> m = 5: n_t = min(4, ceil(4t/5) + 1)
-    assert [dsrmc.paced_count(t, 4, 10, 0.5) for t in (1, 2, 3, 4, 10)] == [2, 3, 4, 4, 4]   # ceil(.8)+1, ceil(1.6)+1, ...
+    # ceil(0.8) + 1, ceil(1.6) + 1, ceil(2.4) + 1 = 4, then capped at 4
+    assert [dsrmc.paced_count(t, 4, 10, 0.5) for t in (1, 2, 3, 4, 10)] == [2, 3, 4, 4, 4]
     # the authors' setting: m = 85 (pace 0.85 of T = 100), N_b = 8 (ROSMAP at batch 32)
     assert dsrmc.paced_count(1, 8, 100) == 2                  # ceil(8/85) + 1
     assert dsrmc.paced_count(42, 8, 100) == 5                 # ceil(336/85 = 3.95) + 1
@@ -127,14 +128,35 @@ def test_dsrmc_trains_end_to_end_on_rosmap_and_evaluates(cli, ros):
     assert metrics["accuracy"] > 0.6                         # chance is ~0.5 on ROSMAP
 
 
-def test_other_models_losses_and_budget_steps(cli, ros):
-    """Multi-D's auxiliary losses enter the snapshot loss; an epoch-dependent loss, --budget steps and
+def test_other_models_losses_and_budget_steps(cli, ros, tmp_path, monkeypatch):
+    """Multi-D's auxiliary losses enter the snapshot loss (epoch 1, recomputed from the initial
+    model: CE of the batch + its auxiliary losses); an epoch-dependent loss, --budget steps and
     finish epochs train; all replicas of a call in one program."""
+    log = tmp_path / "batches.jsonl"
+    monkeypatch.setenv("CLIMD_DEBUG_BATCHES", str(log))
     r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--epochs", "3", "--model", "multid",
             "--model-option", "hidden=16", "--seeds", "0-1", "--json")
+    monkeypatch.delenv("CLIMD_DEBUG_BATCHES")
     assert r.exit_code == 0, r.output
-    assert {o["summary"]["replicas_in_program"] for o in json.loads(r.stdout)} == {2}
-    r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--epochs", "4", "--loss", "ldam-drw", "--budget", "steps",
+    out = json.loads(r.stdout)
+    assert {o["summary"]["replicas_in_program"] for o in out} == {2}
+    first = next(json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["seed"] == 0)
+    model = load_model(RunStore(ros.parent, "ros").read(f"train/{out[0]['variant']}/seed0"))[0]
+    params = model.views(torch.as_tensor(model.initial(order.streams(0)["init"]))[None])
+    feats = features.read(RunStore(ros.parent, "ros").load("encode").file(features.FILE))
+    rows, inputs = feats.indices("train"), model_inputs(feats)
+    expected, ce_only = [], []
+    with torch.no_grad():
+        for batch in first["candidates"]:
+            x = {k: torch.as_tensor(v[rows][batch][None]) for k, v in inputs.items()}
+            y = torch.as_tensor(feats.labels[rows][batch])
+            result = model.forward(params, x, None, y[None])
+            ce_only.append(float(torch.nn.functional.cross_entropy(result.logits[0], y)))
+            expected.append(ce_only[-1] + float(result.aux_loss[0]))
+    np.testing.assert_allclose(first["losses"], expected, rtol=1e-5)
+    assert all(a > c + 0.1 for a, c in zip(first["losses"], ce_only))      # the auxiliary terms count
+    r = cli("train", "--run", "ros", "--curriculum", "dsrmc", "--epochs", "4", "--loss", "ldam-drw",
+            "--budget", "steps",
             "--finish-epochs", "2", "--json")
     assert r.exit_code == 0, r.output
     h = _history(ros / "train" / json.loads(r.stdout)[0]["variant"] / "seed0")

@@ -9,12 +9,14 @@ easy -> hard (ascending loss; ties keep their drawn order); the epoch trains on 
     n_t = min(N_b, ceil(t * N_b / m) + 1),   t = 1..T (1-based epoch),  m = pace * T,
 
 where N_b is the number of batches. The authors' loop stops once its counter reaches
-(t / m) * N_b + 1 with m fixed per data set (85 in the released code, which trains 101 epochs; the
-log names of their run scripts say 40 for ROSMAP and 30 for BRCA); ``pace`` = m / T is that number as a fraction of the
-epochs, 0.85 by default. The snapshot is the model at the start of the epoch, refreshed every epoch.
+(t / m) * N_b + 1, with m fixed per data set: 85 in the released code, which trains 101 epochs (the
+log names of their run scripts say 40 for ROSMAP, 30 for BRCA). ``pace`` = m / T is that number as a
+fraction of the epochs, 0.85 by default. The snapshot is the model at the start of the epoch,
+refreshed every epoch.
 
-Pure functions here (the count, the order, the epoch's plan); :mod:`stages.engine.loop` calls
-:func:`order_epoch`, which computes the snapshot losses with the replica's own parameters, loss and model. See docs/method-dsrmc.md.
+The count, the order and the epoch's plan are pure functions; :mod:`stages.engine.loop` calls
+:func:`order_epoch`, which scores each replica's batches with its own parameters, loss and model.
+See docs/method-dsrmc.md.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def snapshot_losses(group, batches: list[list[np.ndarray]], epoch: int, torch) -
     """[R, N_b]: every replica's training loss of each of its candidate batches under its parameters
     at the start of the epoch (the snapshot): its own ``--loss`` (at this epoch) plus the model's
     auxiliary losses, a mean over the batch as the authors' ``loss_tmp``, without dropout.
-    ``group`` is the engine's :class:`stages.engine.Group`; nothing here touches a random stream."""
+    ``group`` is the engine's :class:`stages.engine.loop.Group`; nothing here touches a random stream."""
     R, n = group.R, len(batches[0])
     out = []
     group.model.train_mode(False)

@@ -68,8 +68,9 @@ def record_batches(epoch: int, members: list, plans: list, notes: list | None = 
 def batch_inputs(group, xb_all, size: int) -> dict:
     """A batch's model inputs by name from its gathered rows [R, size, columns] (``group``: the
     engine's Group, which knows each input's columns and shape)."""
-    return {k: (xb_all[:, :, a:b] if group.model.ones_column else
-                xb_all[:, :, a:b].reshape(group.R, size, *group.unit0.shapes[k])) for k, (a, b) in group.columns.items()}
+    shapes = group.unit0.shapes
+    return {k: (xb_all[:, :, a:b] if group.model.ones_column else xb_all[:, :, a:b].reshape(group.R, size, *shapes[k]))
+            for k, (a, b) in group.columns.items()}
 
 
 def debug_sleep() -> None:
