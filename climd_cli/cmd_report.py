@@ -51,6 +51,7 @@ def report(
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
     choose: Annotated[Optional[list[str]], typer.Option("--choose", help="NAME=PATTERN[,PATTERN...]: per replicate, the candidate (fnmatch patterns, in priority order; ties go to the earlier) with the best VALIDATION score; its TEST metrics become the variant NAME. Repeatable.")] = None,
     choose_metric: Annotated[str, typer.Option(help="Validation metric --choose maximises.")] = "f1_macro",
+    delta: Annotated[float, typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. See docs/statistics.md for the default.")] = 2.0,
     positive_class: Annotated[Optional[str], typer.Option(help="Two classes: the class whose recall is sensitivity (default: the training minority).")] = None,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Report without incomplete replicates (killed or unfinished seeds) instead of stopping; they are named.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
@@ -71,6 +72,8 @@ def report(
     from stages.errors import UsageError
     from stages.store import _command_line, default_cache_dir
 
+    if not (delta >= 0 and delta < 100):
+        raise UsageError(f"--delta {delta} is not a margin in metric points", fix="give a number in [0, 100), e.g. --delta 2")
     root = cache_dir or default_cache_dir()
     stores = lib.expand_runs(root, run)
     specs = [chooser.parse(s) for s in choose or []]
@@ -105,7 +108,17 @@ def report(
                                 "candidates": chooser.candidates(list(valid.rows.variant) + list(col.rows.variant), pats)})
     positive = lib.positive_class(col.encode, positive_class)
     rows = lib.add_sensitivity(rows, positive)
-    comparisons = [lib.paired(rows, ref, [v for v in order if v != ref] if order else None) for ref in (reference or [])]
+    shown = lambda ref: [v for v in order if v != ref] if order else None  # noqa: E731
+    comparisons = [lib.paired(rows, ref, shown(ref), delta=delta / 100) for ref in (reference or [])]
+    diffs = pd.concat([lib.differences(rows, ref, shown(ref)) for ref in reference], ignore_index=True) if reference else None
+    optimism = None
+    if chosen:
+        panels = {n: ps for n, ps in specs}
+        picked, optimism, warnings = chooser.optimism(pd.concat(chosen, ignore_index=True), valid.rows, col.rows,
+                                                      panels, delta / 100)
+        chosen = [picked]
+        for w in warnings:
+            _warn(w)
     if order:
         rows = rows[rows.variant.isin(order)]
     table = lib.summarise(rows, order)
@@ -116,8 +129,9 @@ def report(
     extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
     chosen_all = pd.concat(chosen, ignore_index=True) if chosen else None
     run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
-                "choose": choose_info}
-    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra, run_info, chosen_all)
+                "choose": choose_info, "delta_points": delta,
+                "optimism": [] if optimism is None else optimism.to_dict(orient="records")}
+    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra, run_info, chosen_all, diffs)
     if plot_recall is not None:
         from stages import plots
 
@@ -155,10 +169,6 @@ def _paired_warnings(comp) -> None:
     few = comp[comp.n_pairs < 2].variant.tolist()
     if few:
         _warn(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
-    mixed = comp[(comp.runs > 1) & (comp.n_pairs > comp.runs)]
-    if len(mixed):
-        _warn(f"vs {ref}: the pairs span several runs with several seeds per run; the Nadeau–Bengio correction "
-              "treats every (run, seed) as its own resplit, which understates the variance (one seed per run is exact)")
     floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
     for min_p, group in floor.groupby("wilcoxon_min_p_f1_macro"):
         _warn(f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
