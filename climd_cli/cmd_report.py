@@ -18,7 +18,10 @@ Examples:
   climd report --run 'brca-s*' --choose 'climd-chosen=climd*' --choose 'baseline-chosen=baseline,baseline+lr*' --reference baseline-chosen
 
 Writes report.md, report.csv (mean and std per variant), runs.csv (every replicate), chosen.csv (the
---choose picks per replicate) and paired_vs_<reference>.csv: per metric the mean difference with its
+--choose picks per replicate, with the selection optimism), differences.csv (the per-replicate
+differences each decision used) and paired_vs_<reference>.csv: the decision against +-delta
+(better / equivalent / worse / inconclusive, with P(worse), P(equivalent), P(better); TOST), and per
+metric the mean difference with its
 95 % CI, the t-test p (Nadeau–Bengio corrected when the replicates span several runs, i.e. resplits
 of the data; the ordinary paired t-test for seeds of one split), the Wilcoxon signed-rank p, and the
 Holm-adjusted t p over the rows of that table. Evaluations are re-hashed: an edited metrics.json is
@@ -202,11 +205,14 @@ def _print_tables(name, split, table, comparisons, chosen) -> None:
         view = Table(title=f"vs {comp.reference.iloc[0]}: {md.test_sentence(comp)}", title_justify="left")
         tests = set(comp.test)
         tname = "corrected-t p" if tests == {"nadeau-bengio"} else "paired-t p" if tests == {"paired-t"} else "t p"
-        for col in ("variant", "pairs", f"Δ{md.SHORT[m]} [95% CI]", tname, "Wilcoxon p", "Holm p", "test"):
+        decided = "decision" in comp
+        for col in ("variant", "pairs", f"Δ{md.SHORT[m]} [95% CI]", tname, "Wilcoxon p", "Holm p", "test") + (
+                (f"decision (±{comp.delta.iloc[0] * 100:g})", "P(worse/equiv./better)") if decided else ()):
             view.add_column(col, no_wrap=True)
         for _, r in comp.iterrows():
             view.add_row(r.variant, str(r.n_pairs), md.delta_ci(r, m), md.p(r[f"p_t_{m}"]),
-                         md.p(r[f"p_wilcoxon_{m}"]), md.p(r[f"p_holm_{m}"]), r.test)
+                         md.p(r[f"p_wilcoxon_{m}"]), md.p(r[f"p_holm_{m}"]), r.test,
+                         *((r.decision, f"{md.p(r.p_worse)}/{md.p(r.p_equivalent)}/{md.p(r.p_better)}") if decided else ()))
         console.print(view)
 
 

@@ -136,10 +136,31 @@ def pool(folders: list[Path], names: list[str] | None = None, metric: str = "f1_
         sub = inputs[(inputs.variant == v) & (inputs.reference == r)].dropna(subset=["effect", "variance"])
         pooled.append({"variant": v, "reference": r, "metric": metric,
                        **meta(sub.effect.to_numpy(), sub.variance.to_numpy(), delta, list(sub.dataset))})
+    chosen = [optimism(f, rows, n) for (n, (rows, _)), f in zip(reports.items(), folders)]
+    chosen = pd.concat(chosen, ignore_index=True) if any(len(c) for c in chosen) else pd.DataFrame()
     means = pd.DataFrame({n: rows.groupby("variant")[metric].mean() for n, (rows, _) in reports.items()}).T
     methods = sorted({x for p in shared for x in p})
     return {"inputs": inputs, "pooled": pd.DataFrame(pooled), "means": means[[m for m in methods if m in means]],
+            "optimism": chosen,
             "names": names, "metric": metric, "delta": delta}
+
+
+def optimism(folder: Path, rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Per --choose NAME of a report: its panel size, the chosen candidates' mean validation score, their
+    mean test score and the difference (the selection's optimism), from chosen.csv and runs.csv."""
+    path = Path(folder) / "chosen.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    chosen = pd.read_csv(path)
+    out = []
+    for name, group in chosen.groupby("name", sort=False):
+        metric = group.metric.iloc[0]
+        test = rows[rows.variant == name].set_index(["run", "seed"])[metric]
+        g = group.set_index(["run", "seed"]).join(test.rename("test_score"), how="inner").dropna(subset=["valid_score"])
+        out.append({"dataset": dataset, "name": name, "metric": metric, "candidates": int(group.eligible.max()),
+                    "replicates": len(g), "valid_mean": g.valid_score.mean(), "test_mean": g.test_score.mean(),
+                    "optimism": (g.valid_score - g.test_score).mean()})
+    return pd.DataFrame(out)
 
 
 def _name(folder: Path) -> str:
@@ -148,7 +169,7 @@ def _name(folder: Path) -> str:
 
 
 def write(result: dict, out: Path, folders: list[Path], command: str, versions: dict) -> Path:
-    """pooled.csv, pooled.md, inputs.csv, means.csv, forest.png, cd.png (or the reason there is none),
+    """pooled.csv, pooled.md, inputs.csv, means.csv, optimism.csv, forest.png, cd.png (or the reason there is none),
     meta.json with the inputs' hashes; one atomic folder."""
     from . import pool_plots
 
@@ -157,6 +178,8 @@ def write(result: dict, out: Path, folders: list[Path], command: str, versions: 
         result["inputs"].to_csv(tmp / "inputs.csv", index=False, float_format="%.10g")
         result["pooled"].to_csv(tmp / "pooled.csv", index=False, float_format="%.10g")
         result["means"].to_csv(tmp / "means.csv", index_label="dataset", float_format="%.10g")
+        if len(result["optimism"]):
+            result["optimism"].to_csv(tmp / "optimism.csv", index=False, float_format="%.10g")
         pool_plots.forest(result, tmp / "forest.png")
         cd_note = pool_plots.cd_diagram(result["means"], tmp / "cd.png", CD_MIN_DATASETS)
         (tmp / "pooled.md").write_text(pool_plots.markdown(result, command, cd_note))

@@ -105,5 +105,16 @@ def markdown(result: dict, command: str, cd_note: str) -> str:
                  for n in result["names"]]
         lines.append(f"| {p.variant} | {p.reference} | " + " | ".join(cells) + " |")
     lines += ["", "![forest plot](forest.png)", ""]
+    opt = result.get("optimism")
+    if opt is not None and len(opt):
+        wide = opt.pivot(index="name", columns="dataset", values="optimism")[
+            [n for n in result["names"] if n in set(opt.dataset)]]
+        panel = opt.groupby("name", sort=False).candidates.max()
+        lines += ["Selection optimism (points): mean validation score of the candidate chosen per replicate minus "
+                  "its test score (chosen.csv and runs.csv of each report).", "",
+                  "| chosen | candidates | " + " | ".join(wide.columns) + " |", "|---|---|" + "---|" * len(wide.columns)]
+        for name in dict.fromkeys(opt.name):
+            lines.append(f"| {name} | {panel[name]} | " + " | ".join(_pts(x) for x in wide.loc[name]) + " |")
+        lines += [""]
     lines += [cd_note, "", f"Produced by: `{command}`", ""]
     return "\n".join(lines)

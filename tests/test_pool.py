@@ -84,6 +84,13 @@ def test_pool_the_committed_verdicts(cli, tmp_path):
     assert (out / "forest.png").stat().st_size > 10_000 and (out / "cd.png").stat().st_size > 5_000
     md = (out / "pooled.md").read_text()
     assert "Friedman test p =" in md and "| climd-best | baseline@tuned |" in md
+    # selection optimism from chosen.csv and runs.csv: mean valid score of the pick minus its test score
+    opt = pd.read_csv(out / "optimism.csv").set_index(["dataset", "name"])
+    chosen = pd.read_csv(VERDICTS[0] / "chosen.csv")
+    runs = pd.read_csv(VERDICTS[0] / "runs.csv")
+    c = chosen[chosen.name == "noncurriculum-best"].merge(runs[runs.variant == "noncurriculum-best"], on=["run", "seed"])
+    assert opt.loc[("brca", "noncurriculum-best"), "optimism"] == pytest.approx((c.valid_score - c.f1_macro).mean())
+    assert opt.loc[("brca", "noncurriculum-best"), "candidates"] == 45 and "Selection optimism" in md
     meta = json.loads((out / "meta.json").read_text())
     assert set(meta["datasets"]) == {"brca", "kipan", "lgg", "rosmap", "derm7pt"} and "statsmodels" in str(meta)
     # two data sets: pooled, but no critical-difference diagram, and the report says why
