@@ -9,7 +9,7 @@ import typer
 from .common import command, quiet
 
 EPILOG = """
-Example:
+Examples:
 
   climd pool results/brca/verdict results/kipan/verdict results/lgg/verdict results/rosmap/verdict results/derm7pt/verdict --out results/pooled
 
@@ -26,13 +26,16 @@ def pool(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/pooled"),
     name: Annotated[Optional[list[str]], typer.Option(help="Data-set name per folder, in order (default: the folder's parent name for .../verdict).")] = None,
     metric: Annotated[str, typer.Option(help="Metric column of runs.csv.")] = "f1_macro",
-    delta: Annotated[float, typer.Option(help="Margin in metric points.")] = 2.0,
+    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (default: stages.decision.DEFAULT_DELTA_POINTS, 2).")] = None,
 ):
     """Pool the verdicts of several data sets: random-effects meta-analysis, forest plot, CD diagram."""
     from stages import pool as lib
     from stages.errors import UsageError
     from stages.store import _command_line, package_versions
 
+    from stages.decision import DEFAULT_DELTA_POINTS
+
+    delta = DEFAULT_DELTA_POINTS if delta is None else delta
     if name and len(name) != len(folders):
         raise UsageError("give one --name per folder")
     if not (0 <= delta < 100):

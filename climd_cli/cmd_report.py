@@ -54,7 +54,7 @@ def report(
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
     choose: Annotated[Optional[list[str]], typer.Option("--choose", help="NAME=PATTERN[,PATTERN...]: per replicate, the candidate (fnmatch patterns, in priority order; ties go to the earlier) with the best VALIDATION score; its TEST metrics become the variant NAME. Repeatable.")] = None,
     choose_metric: Annotated[str, typer.Option(help="Validation metric --choose maximises.")] = "f1_macro",
-    delta: Annotated[float, typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. See docs/statistics.md for the default.")] = 2.0,
+    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. Default: stages.decision.DEFAULT_DELTA_POINTS (2; why: docs/statistics.md).")] = None,
     positive_class: Annotated[Optional[str], typer.Option(help="Two classes: the class whose recall is sensitivity (default: the training minority).")] = None,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Report without incomplete replicates (killed or unfinished seeds) instead of stopping; they are named.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
@@ -75,6 +75,9 @@ def report(
     from stages.errors import UsageError
     from stages.store import _command_line, default_cache_dir
 
+    from stages.decision import DEFAULT_DELTA_POINTS
+
+    delta = DEFAULT_DELTA_POINTS if delta is None else delta
     if not (delta >= 0 and delta < 100):
         raise UsageError(f"--delta {delta} is not a margin in metric points", fix="give a number in [0, 100), e.g. --delta 2")
     root = cache_dir or default_cache_dir()
