@@ -167,3 +167,16 @@ def two_level(diffs, replicates, ratio: float = 0.0, level: float = stats.LEVEL)
     out.update(sigma2_split=split, sigma2_seed=seed, se_two_level=se2, df_two_level=df,
                ci_low_two_level=out["mean"] - q2 * se2, ci_high_two_level=out["mean"] + q2 * se2)
     return out
+
+
+def projected_half_width(J: int, ratio: float, sigma2_split: float, sigma2_seed: float, K: int,
+                         level: float = stats.LEVEL) -> tuple[float, float]:
+    """The ``level`` half-width of the interval on the mean difference with K seeds per replicate, from
+    the variance components: plain corrected (1/J + ratio)(σ²_split + σ²_seed/K) and two-level
+    (1/J + ratio)·σ²_split + σ²_seed/(J·K), both on J − 1 df (a planning figure, not a measurement)."""
+    from scipy.stats import t as t_dist
+
+    q = float(t_dist.ppf(0.5 + level / 2, J - 1))
+    c1 = 1.0 / J + ratio
+    return (q * math.sqrt(c1 * (sigma2_split + sigma2_seed / K)),
+            q * math.sqrt(c1 * sigma2_split + sigma2_seed / (J * K)))

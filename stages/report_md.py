@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from . import metrics, stats
+from . import decision, metrics, stats
 
 METRICS = metrics.HEADLINE
 PRIMARY = "f1_macro"
@@ -206,10 +206,15 @@ def _decisions(comp) -> list[str]:
         lines += ["", "Seeds per replicate: variance of the per-seed differences split into between-split and "
                       "between-seed parts (points²); the two-level interval inflates only the split part by the "
                       "overlap term (docs/statistics.md); the plain corrected interval is the CI above.", "",
-                  "| variant | seeds/replicate | σ²_split | σ²_seed | 95 % CI plain | 95 % CI two-level |",
-                  "|---|---|---|---|---|---|"]
+                  "| variant | seeds/replicate | σ²_split | σ²_seed | 95 % CI plain | 95 % CI two-level | "
+                  "projected half-width K = 1 / 3 / 5, plain; two-level |", "|---|---|---|---|---|---|---|"]
         for _, r in comp.iterrows():
+            j, ratio = int(r.get(f"n_{m}", 0) or 0), r.n_test_over_n_train
+            proj = "–"
+            if j >= 2 and not _nan(r.sigma2_seed) and not _nan(ratio):
+                w = [decision.projected_half_width(j, ratio, r.sigma2_split, r.sigma2_seed, k) for k in (1, 3, 5)]
+                proj = (" / ".join(f"{a * 100:.1f}" for a, _ in w) + "; " + " / ".join(f"{b * 100:.1f}" for _, b in w))
             lines.append(f"| {r.variant} | {r.seeds_per_replicate:.1f} | {r.sigma2_split * 1e4:.2f} | "
                          f"{r.sigma2_seed * 1e4:.2f} | [{_pts(r.get(f'ci_low_{m}'))}, {_pts(r.get(f'ci_high_{m}'))}] | "
-                         f"[{_pts(r.ci_low_two_level)}, {_pts(r.ci_high_two_level)}] |")
+                         f"[{_pts(r.ci_low_two_level)}, {_pts(r.ci_high_two_level)}] | {proj} |")
     return lines

@@ -150,3 +150,16 @@ def test_two_level_by_hand():
     assert r["se_plain"] == pytest.approx(math.sqrt((1 / 3 + 0.5) * 9))
     single = decision.two_level([1, 4, 7], ["A", "B", "C"], ratio=0.5)   # one seed: no seed component
     assert math.isnan(single["sigma2_seed"]) and single["se_plain"] == pytest.approx(math.sqrt((1 / 3 + 0.5) * 9))
+
+
+def test_projected_half_widths_reproduce_the_issue_measurement():
+    # ROSMAP (issue 22): σ²_seed 5.8, σ²_split 1.4 points², J = 10, n_test/n_train = 106/245; measured
+    # plain corrected half-widths 4.2 (K = 1), 3.1 (K = 3), 2.6 (K = 5). By hand for K = 1:
+    # (0.1 + 0.432653)·7.2 = 3.835102, sqrt = 1.958342, × t_{9, 0.975} 2.262157 = 4.430
+    r = 106 / 245
+    plain = [decision.projected_half_width(10, r, 1.4, 5.8, k)[0] for k in (1, 3, 5)]
+    assert plain[0] == pytest.approx(4.430, abs=1e-3)
+    assert plain == pytest.approx([4.2, 3.1, 2.6], abs=0.25)
+    two = [decision.projected_half_width(10, r, 1.4, 5.8, k)[1] for k in (1, 3, 5)]
+    # (0.532653)·1.4 + 5.8/10 = 1.325714 -> 2.262157·1.151397 = 2.605
+    assert two[0] == pytest.approx(2.605, abs=1e-3) and all(t < p for t, p in zip(two, plain))

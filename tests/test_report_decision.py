@@ -61,6 +61,8 @@ def test_decision_columns_and_differences_recompute_with_scipy(cli, cache):
     md = (out / "report.md").read_text()
     assert "### Decision vs base (margin δ = 2 points of macro-F1)" in md and "| **better** |" in md
     assert "σ²_split" in md and "averaged over the seeds of each run first" in md
+    hw = decision.projected_half_width(J, ratio, rows["A"]["sigma2_split"], rows["A"]["sigma2_seed"], 3)
+    assert "projected half-width K = 1 / 3 / 5" in md and f"{hw[0] * 100:.1f}" in md
     # a bad margin is a usage error
     assert cli("report", "--run", "r*", "--reference", "base", "--delta", "-1").exit_code == 2
 
