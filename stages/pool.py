@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import decision
+from . import decision, report
 from .atomic import atomic_dir, atomic_write_json
 from .errors import DataError, MissingArtifactError, UsageError
 from .hashing import file_sha256
@@ -73,7 +73,8 @@ def effect(rows: pd.DataFrame, variant: str, reference: str, metric: str, delta:
     return {"variant": variant, "reference": reference, "J": J, "ratio": ratio,
             "effect": float(per_run.mean()) if J else math.nan,
             "variance": dec.get("scale", math.nan) ** 2 if J else math.nan,
-            **{k: dec.get(k, math.nan) for k in ("p_worse", "p_equivalent", "p_better", "decision")}}
+            **{k: dec.get(k, math.nan) for k in ("p_worse", "p_equivalent", "p_better", "decision",
+                                                 "gain_ruled_out", "loss_ruled_out")}}
 
 
 def meta(effects: np.ndarray, variances: np.ndarray, delta: float, names=None) -> dict:
@@ -136,12 +137,14 @@ def pool(folders: list[Path], names: list[str] | None = None, metric: str = "f1_
         sub = inputs[(inputs.variant == v) & (inputs.reference == r)].dropna(subset=["effect", "variance"])
         pooled.append({"variant": v, "reference": r, "metric": metric,
                        **meta(sub.effect.to_numpy(), sub.variance.to_numpy(), delta, list(sub.dataset))})
+    diffs = pd.concat([report.differences(rows, r, [v], metric).assign(dataset=n)
+                       for n, (rows, _) in reports.items() for v, r in shared], ignore_index=True)
     chosen = [optimism(f, rows, n) for (n, (rows, _)), f in zip(reports.items(), folders)]
     chosen = pd.concat(chosen, ignore_index=True) if any(len(c) for c in chosen) else pd.DataFrame()
     means = pd.DataFrame({n: rows.groupby("variant")[metric].mean() for n, (rows, _) in reports.items()}).T
     methods = sorted({x for p in shared for x in p})
     return {"inputs": inputs, "pooled": pd.DataFrame(pooled), "means": means[[m for m in methods if m in means]],
-            "optimism": chosen,
+            "optimism": chosen, "differences": diffs[["dataset", *diffs.columns[:-1]]],
             "names": names, "metric": metric, "delta": delta}
 
 
@@ -169,13 +172,15 @@ def _name(folder: Path) -> str:
 
 
 def write(result: dict, out: Path, folders: list[Path], command: str, versions: dict) -> Path:
-    """pooled.csv, pooled.md, inputs.csv, means.csv, optimism.csv, forest.png, cd.png (or the reason there is none),
+    """pooled.csv, pooled.md, inputs.csv, differences.csv, means.csv, optimism.csv, forest.png, cd.png (or the
+    reason there is none),
     meta.json with the inputs' hashes; one atomic folder."""
     from . import pool_plots
 
     out = Path(out)
     with atomic_dir(out) as tmp:
         result["inputs"].to_csv(tmp / "inputs.csv", index=False, float_format="%.10g")
+        result["differences"].to_csv(tmp / "differences.csv", index=False, float_format="%.10g")
         result["pooled"].to_csv(tmp / "pooled.csv", index=False, float_format="%.10g")
         result["means"].to_csv(tmp / "means.csv", index_label="dataset", float_format="%.10g")
         if len(result["optimism"]):

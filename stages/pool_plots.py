@@ -97,11 +97,14 @@ def markdown(result: dict, command: str, cd_note: str) -> str:
                      f"{p.tau2 * 1e4:.2f} | {p.q:.2f} | {_p(p.p_worse)} | {_p(p.p_equivalent)} | {_p(p.p_better)} | "
                      f"**{p.decision}** | {_pts(p.get('gain_ruled_out'))} | {_pts(p.get('loss_ruled_out'))} | "
                      f"[{_pts(p.get('ci_low_hk_plain'))}, {_pts(p.get('ci_high_hk_plain'))}] |")
-    lines += ["", "Per data set (Bayesian correlated t-test, same δ):", "",
+    lines += ["", "Per data set (Bayesian correlated t-test, same δ): Δ, P(equivalent), decision "
+                  "(P(worse), P(better) and the gains ruled out are in inputs.csv; the per-run differences in "
+                  "differences.csv):", "",
               "| variant | reference | " + " | ".join(result["names"]) + " |", "|---|---|" + "---|" * k]
     for _, p in pooled.iterrows():
         sub = inputs[(inputs.variant == p.variant) & (inputs.reference == p.reference)].set_index("dataset")
-        cells = [f"{_pts(sub.loc[n, 'effect'])} ({sub.loc[n, 'decision']})" if n in sub.index else "–"
+        cells = [f"{_pts(sub.loc[n, 'effect'])}, {_p(sub.loc[n, 'p_equivalent'])}, {sub.loc[n, 'decision']}"
+                 if n in sub.index else "–"
                  for n in result["names"]]
         lines.append(f"| {p.variant} | {p.reference} | " + " | ".join(cells) + " |")
     lines += ["", "![forest plot](forest.png)", ""]

@@ -84,6 +84,13 @@ def test_pool_the_committed_verdicts(cli, tmp_path):
     assert (out / "forest.png").stat().st_size > 10_000 and (out / "cd.png").stat().st_size > 5_000
     md = (out / "pooled.md").read_text()
     assert "Friedman test p =" in md and "| climd-best | baseline@tuned |" in md
+    # differences.csv: each data set's per-run differences; its posterior recomputes inputs.csv
+    diffs = pd.read_csv(out / "differences.csv")
+    d = diffs[(diffs.dataset == "lgg") & (diffs.variant == "climd-best") & (diffs.reference == "baseline@tuned")]
+    e = inputs[(inputs.dataset == "lgg") & (inputs.variant == "climd-best") & (inputs.reference == "baseline@tuned")].iloc[0]
+    post = sps.t(len(d) - 1, loc=d["diff"].mean(),
+                 scale=math.sqrt((1 / len(d) + (d.n_test / d.n_train).mean()) * d["diff"].var(ddof=1)))
+    assert len(d) == 10 and e.p_better == pytest.approx(post.sf(0.02)) and e.p_worse == pytest.approx(post.cdf(-0.02))
     # selection optimism from chosen.csv and runs.csv: mean valid score of the pick minus its test score
     opt = pd.read_csv(out / "optimism.csv").set_index(["dataset", "name"])
     chosen = pd.read_csv(VERDICTS[0] / "chosen.csv")
