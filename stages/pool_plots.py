@@ -90,7 +90,7 @@ def markdown(result: dict, command: str, cd_note: str) -> str:
              "interval in the last column: it shrinks with the observed spread, tiny when Q < k − 1); P(worse), "
              "P(equivalent), P(better) against ±δ under that t distribution; decided at 0.95. Points.", "",
              "| variant | reference | pooled Δ [95 % mHK CI] | τ² (points²) | Q (k − 1 df) | P(worse) | P(equiv.) | "
-             "P(better) | decision | rules out gain above | loss below | plain HK 95 % CI |",
+             "P(better) | decision | ruled out: above | ruled out: below | plain HK 95 % CI |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, p in pooled.iterrows():
         lines.append(f"| {p.variant} | {p.reference} | {_pts(p['mean'])} [{_pts(p.ci_low)}, {_pts(p.ci_high)}] | "

@@ -192,11 +192,11 @@ def _decisions(comp) -> list[str]:
     lines = ["", f"### Decision vs {ref} (margin δ = {delta:g} points of {NAMES.get(m, m)})", "",
              f"Bayesian correlated t-test (posterior of the mean difference: Student-t, J − 1 df, scale² = "
              f"(1/J + n_test/n_train)·s²): P(worse by more than δ), P(within ±δ), P(better by more than δ); "
-             f"decided when one reaches 0.95, else inconclusive. *Rules out*: gains above / losses below these "
-             f"(95 % posterior bounds). TOST: the 90 % interval with the same standard error inside ±δ "
+             f"decided when one reaches 0.95, else inconclusive. *Ruled out*: differences above / below these "
+             f"(the 95 % posterior bounds: each side has posterior probability 0.05). TOST: the 90 % interval with the same standard error inside ±δ "
              f"(Holm over the {len(comp)} rows).", "",
-             "| variant | J | Δ | P(worse) | P(equiv.) | P(better) | decision | rules out gain above | "
-             "rules out loss below | TOST 90 % CI | TOST Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| variant | J | Δ | P(worse) | P(equiv.) | P(better) | decision | ruled out: above | "
+             "ruled out: below | TOST 90 % CI | TOST Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in comp.iterrows():
         j = r.get(f"n_{m}", r.n_pairs)
         lines.append(f"| {r.variant} | {j} | {_pts(r.get(f'd_{m}'))} | {p(r.p_worse)} | {p(r.p_equivalent)} | "
