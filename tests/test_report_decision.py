@@ -14,7 +14,7 @@ from tests.test_evaluate_report import fake_run, mdict
 
 def test_decision_columns_and_differences_recompute_with_scipy(cli, cache):
     rng = np.random.default_rng(11)
-    J, K = 6, 3
+    J, K = 5, 2
     base = rng.uniform(0.6, 0.7, (J, K)).round(4)
     gain = (base + 0.05 + rng.normal(0, 0.01, (J, K))).round(4)          # clearly better
     same = (base + rng.normal(0, 0.002, (J, K))).round(4)                 # equivalent at 2 points
