@@ -36,16 +36,16 @@ def read_report(folder: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     if not runs.is_file():
         raise MissingArtifactError(f"{runs} does not exist: {folder} is not a `climd report` folder",
                                    fix="pass folders written by `climd report --reference ...` (e.g. results/brca/verdict)")
-    try:
-        rows = pd.read_csv(runs)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{runs} is not a readable CSV ({exc})", fix="rewrite it with `climd report`") from None
+    rows = _csv(runs)
+    bad = [c for c in ("n_train", "n_test") if c in rows and not pd.api.types.is_numeric_dtype(rows[c])]
+    if bad:
+        raise DataError(f"{runs}: column {bad[0]} is not numeric", fix="rewrite it with `climd report`")
     missing = {"run", "variant", "seed", "n_train", "n_test"} - set(rows.columns)
     if missing:
         raise DataError(f"{runs} lacks the column(s) {sorted(missing)}", fix="rewrite it with a current `climd report`")
     pairs = []
     for path in sorted(folder.glob("paired_vs_*.csv")):
-        table = pd.read_csv(path)
+        table = _csv(path)
         for col in ("variant", "reference"):
             if col not in table:
                 raise DataError(f"{path} has no column {col!r}", fix="rewrite it with `climd report`")
@@ -56,11 +56,20 @@ def read_report(folder: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     return rows, pairs
 
 
+def _csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a readable CSV ({exc})", fix="rewrite it with `climd report`") from None
+
+
 def effect(rows: pd.DataFrame, variant: str, reference: str, metric: str, delta: float, source: str = "") -> dict:
     """One data set's effect of one comparison: per-run differences, their mean and NB variance."""
     if metric not in rows:
         raise UsageError(f"metric {metric!r} is not a column of {source or 'runs.csv'}",
                          fix=f"choose one of {[c for c in rows.columns if rows[c].dtype.kind == 'f']}")
+    if not pd.api.types.is_numeric_dtype(rows[metric]):
+        raise DataError(f"{source or 'runs.csv'}: column {metric} is not numeric", fix="rewrite it with `climd report`")
     a = rows[rows.variant == variant].set_index(["run", "seed"])
     b = rows[rows.variant == reference].set_index(["run", "seed"])
     common = a.index.intersection(b.index)

@@ -107,3 +107,24 @@ def test_pool_the_committed_verdicts(cli, tmp_path):
     # a folder that is not a report: one message naming runs.csv, exit 4
     r = cli("pool", str(tmp_path), str(VERDICTS[0]), "--out", str(tmp_path / "bad"))
     assert r.exit_code == 4 and "runs.csv" in r.output
+
+
+def test_bad_report_files_are_named(cli, tmp_path):
+    import shutil
+
+    for n in ("a", "b"):
+        shutil.copytree(VERDICTS[2], tmp_path / n)
+    runs = pd.read_csv(tmp_path / "b" / "runs.csv")
+    runs["f1_macro"] = runs["f1_macro"].astype(object)
+    runs.loc[3, "f1_macro"] = "oops"
+    runs.to_csv(tmp_path / "b" / "runs.csv", index=False)
+    r = cli("pool", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 3 and "runs.csv: column f1_macro is not numeric" in r.output
+    (tmp_path / "b" / "paired_vs_baseline@tuned.csv").write_bytes(b"\xff\xfe\x00garbage")
+    r = cli("pool", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 3 and "paired_vs_baseline@tuned.csv is not a readable CSV" in r.output
+    r = cli("pool", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "same data-set name" in r.output
+    r = cli("pool", str(tmp_path / "a"), str(tmp_path / "a"), "--name", "x", "--name", "y", "--out",
+            str(tmp_path / "out"), "--metric", "nope")
+    assert r.exit_code == 2 and "metric 'nope'" in r.output
