@@ -26,14 +26,15 @@ def pool(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/pooled"),
     name: Annotated[Optional[list[str]], typer.Option(help="Data-set name per folder, in order (default: the folder's parent name for .../verdict).")] = None,
     metric: Annotated[str, typer.Option(help="Metric column of runs.csv.")] = "f1_macro",
-    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (default: stages.decision.DEFAULT_DELTA_POINTS, 2).")] = None,
+    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (default: stages.report.decision.DEFAULT_DELTA_POINTS, 2).")] = None,
 ):
     """Pool the verdicts of several data sets: random-effects meta-analysis, forest plot, CD diagram."""
-    from stages import pool as lib
     from stages.errors import UsageError
-    from stages.store import _command_line, package_versions
+    from stages.report import pool as lib
+    from stages.report.decision import DEFAULT_DELTA_POINTS
+    from stages.store.artifacts import package_versions
 
-    from stages.decision import DEFAULT_DELTA_POINTS
+    from .common import current_command
 
     delta = DEFAULT_DELTA_POINTS if delta is None else delta
     if name and len(name) != len(folders):
@@ -41,7 +42,7 @@ def pool(
     if not (0 <= delta < 100):
         raise UsageError(f"--delta {delta} is not a margin in metric points", fix="e.g. --delta 2")
     result = lib.pool(folders, name, metric, delta / 100)
-    target = lib.write(result, out, folders, _command_line(), package_versions())
+    target = lib.write(result, out, folders, current_command(), package_versions())
     if not quiet():
         for _, p in result["pooled"].iterrows():
             typer.echo(f"{p.variant} vs {p.reference}: {p['mean'] * 100:+.1f} [{p.ci_low * 100:+.1f}, "

@@ -54,7 +54,7 @@ def report(
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
     choose: Annotated[Optional[list[str]], typer.Option("--choose", help="NAME=PATTERN[,PATTERN...]: per replicate, the candidate (fnmatch patterns, in priority order; ties go to the earlier) with the best VALIDATION score; its TEST metrics become the variant NAME. Repeatable.")] = None,
     choose_metric: Annotated[str, typer.Option(help="Validation metric --choose maximises.")] = "f1_macro",
-    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. Default: stages.decision.DEFAULT_DELTA_POINTS (2; why: docs/statistics.md).")] = None,
+    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. Default: stages.report.decision.DEFAULT_DELTA_POINTS (2; why: docs/statistics.md).")] = None,
     positive_class: Annotated[Optional[str], typer.Option(help="Two classes: the class whose recall is sensitivity (default: the training minority).")] = None,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Report without incomplete replicates (killed or unfinished seeds) instead of stopping; they are named.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
@@ -70,12 +70,14 @@ def report(
 
     import pandas as pd
 
-    from stages import choose as chooser
-    from stages import report as lib
+    from stages.report import choose as chooser
+    from stages.report import collect as lib
     from stages.errors import UsageError
-    from stages.store import _command_line, default_cache_dir
+    from stages.store.artifacts import default_cache_dir
 
-    from stages.decision import DEFAULT_DELTA_POINTS
+    from climd_cli.common import current_command
+
+    from stages.report.decision import DEFAULT_DELTA_POINTS
 
     delta = DEFAULT_DELTA_POINTS if delta is None else delta
     if not (delta >= 0 and delta < 100):
@@ -137,9 +139,9 @@ def report(
     run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
                 "choose": choose_info, "delta_points": delta,
                 "optimism": [] if optimism is None else optimism.to_dict(orient="records")}
-    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra, run_info, chosen_all, diffs)
+    lib.write(target, rows, table, comparisons, name, current_command(), split, extra, run_info, chosen_all, diffs)
     if plot_recall is not None:
-        from stages import plots
+        from stages.report import plots
 
         plots.recall_by_class(rows, table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
     if json:
@@ -165,7 +167,7 @@ def _problems(col, split: str, unevaluated: bool = True) -> None:
 
 
 def _paired_warnings(comp) -> None:
-    from stages import stats
+    from stages.report import stats
 
     if comp.empty:
         return
@@ -184,7 +186,7 @@ def _paired_warnings(comp) -> None:
 def _print_tables(name, split, table, comparisons, chosen) -> None:
     from rich.table import Table
 
-    from stages import report_md as md
+    from stages.report import markdown as md
 
     console = _console()
     cols = md.metric_columns(table)
@@ -250,10 +252,10 @@ def select(
     cache_dir: CacheOpt = None,
 ):
     """Choose among variants on the validation split, by the mean over replicates (or --per-replicate); prints the winner."""
-    from stages import choose as chooser
-    from stages import report as lib
+    from stages.report import choose as chooser
+    from stages.report import collect as lib
     from stages.errors import UsageError
-    from stages.store import default_cache_dir
+    from stages.store.artifacts import default_cache_dir
 
     if name and len(name) != len(candidates):
         raise UsageError("give one --name per --candidates")
@@ -293,7 +295,7 @@ def select(
 
 
 def _param(stores, run: str, variant: str, seed: int, param: str):
-    from stages import train as train_stage
+    from stages.pipeline import train as train_stage
 
     store = next(s for s in stores if s.run == run)
     return store.read(train_stage.artifact_name(variant, seed)).params.get(param)

@@ -1,4 +1,4 @@
-"""stages.decision: the Bayesian correlated t-test against baycomp, scipy.stats.t and a closed form worked
+"""stages.report.decision: the Bayesian correlated t-test against baycomp, scipy.stats.t and a closed form worked
 by hand; TOST with the Nadeau–Bengio SE; the two-level (split + seed) variance model by simulation."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from stages import decision
+from stages.report import decision
 
 D = np.array([0.01, 0.03, -0.02, 0.04, 0.02])        # the differences worked by hand in test_stats.py
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.meta_analysis import combine_effects
 
-from stages import decision, pool
+from stages.report import decision, pool
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = [ROOT / "results" / n / "verdict" for n in ("brca", "kipan", "lgg", "rosmap", "derm7pt")]

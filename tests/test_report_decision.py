@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from stages import decision
+from stages.report import decision
 from tests.test_evaluate_report import fake_run, mdict
 
 
