@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from stages.engine.replicas import Replica, epoch_steps
+from stages.engine import dsrmc
+from stages.engine.replicas import Replica, batch_size, epoch_steps
 
 MAX_GROUP = 64
 
@@ -15,6 +16,7 @@ def signature(rep: Replica, model_cls) -> tuple:
     plan = tuple(tuple(epoch_steps(rep, e, model_cls.batching)) for e in range(rep.start_epoch, rep.total_epochs + 1))
     shared = (o.model, json.dumps(o.model_options, sort_keys=True), tuple(sorted(rep.unit.shapes.items())),
               len(rep.unit.class_names), plan, o.select, o.select_metric, rep.start_epoch, o.device)
+    shared += dsrmc.signature(rep, batch_size(rep, rep.unit.n)) if o.curriculum == dsrmc.NAME else ()
     return shared if model_cls.vectorised else shared + (rep.name,)
 
 

@@ -7,7 +7,7 @@ The workers are a :class:`concurrent.futures.ProcessPoolExecutor`, forked before
 torch's start-up again), spawned when torch is already imported (forking a process with live OpenMP
 threads is unsafe). Each worker asks the kernel to kill it when its parent dies
 (``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``climd train`` leaves no orphan; a SIGTERM or SIGINT to
-the parent reaches every worker at once through a shared flag (:class:`stages.engine_support.Signals`),
+the parent reaches every worker at once through a shared flag (:class:`stages.engine.support.Signals`),
 so each checkpoints at the end of its epoch and the call exits 130. The parent trains the first block
 itself. A worker's failure comes back as the :class:`~stages.errors.ClimdError` it is (its class, exit
 code, message and fix; the traceback only with ``--debug``); a worker that was killed is
