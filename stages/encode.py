@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from .adapters import DataOptions, finish_dataset, read_dataset
 from .dataset import Dataset
 from .encode_guard import EMBEDDED, check_same_data, resolved
+from .encoders.volume import VolumeOptions
 from .features import FILE
 from .hashing import file_sha256, files_fingerprint
 from .store import Artifact, RunStore
@@ -39,6 +40,7 @@ class EncodeOptions:
     text_pool: str = "mean"
     batch_size: int = 32
     device: str = "auto"
+    volume: VolumeOptions = field(default_factory=VolumeOptions)   # CT/MRI volumes (--volume-*)
 
 
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
@@ -89,14 +91,19 @@ def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
     from . import device as devices
 
     params = {}
-    needs_device = bool(kinds & {"image", "text"})
+    needs_device = bool(kinds & {"image", "text", "volume"})
     if needs_device:
         params["compute"] = "cuda-amp" if devices.resolve(opts.device).startswith("cuda") else "cpu-fp32"
-    if "image" in kinds:
+    if kinds & {"image", "volume"}:
         from .encoders import image
 
         weights = None if opts.random_init else (
             Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder))
+    if "volume" in kinds:
+        from . import encode_volume
+
+        params["volume"] = encode_volume.params(opts, _sha(weights))
+    if "image" in kinds:
         params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size, "random_init": opts.random_init,
                            "weights_sha256": _sha(weights), "allow_random": opts.allow_random_weights,
                            "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None,
@@ -141,7 +148,7 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
             elif shards is not None:
                 info = shards.copy_into(h5, group, name)
             else:
-                info = (_image if mod.kind == "image" else _text)(h5, group, name, list(mod.values), opts)
+                info = encoder_of(mod.kind)(h5, group, name, list(mod.values), opts)
             group[name].attrs["kind"] = mod.kind
             group[name].attrs["encoder"] = json.dumps(_stable(info), default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
@@ -150,9 +157,18 @@ def _write(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, impute: s
     return summary
 
 
+def encoder_of(kind: str):
+    """The writer of an image, text or volume modality: (h5, group, name, values, opts) -> record."""
+    if kind == "volume":
+        from .encode_volume import write
+
+        return write
+    return _image if kind == "image" else _text
+
+
 # Facts about one particular execution: kept in meta.json (the summary), never in features.h5, so two
 # encodes of the same data give byte-identical files.
-RUN_FACTS = ("device", "seconds", "images_per_s", "gpu_peak_mb")
+RUN_FACTS = ("device", "seconds", "images_per_s", "gpu_peak_mb", "volumes_per_s", "timing_s")
 
 
 def _stable(info: dict) -> dict:
