@@ -173,11 +173,15 @@ def test_synthetic_set_encodes_one_row_per_volume_nifti_equals_dicom_and_predict
     nifti, dicom = synthetic
     assert "SYNTHETIC" in (nifti.parent / "SYNTHETIC.md").read_text()
     for run, manifest in (("n", nifti), ("d", dicom)):
-        r = cli("encode", "--run", run, "--data", manifest, "--modalities", "ct,labs", *TINY)
+        stages = ("--image-stages", "--stage-grid", "2") if run == "n" else ()
+        r = cli("encode", "--run", run, "--data", manifest, "--modalities", "ct,labs", *TINY, *stages)
         assert r.exit_code == 0, r.output
     fn = features.read(cache / "n" / "encode" / "features.h5")
     fd = features.read(cache / "d" / "encode" / "features.h5")
     assert fn.modalities["ct"].shape == (20, 2560) and fn.kinds["ct"] == "volume"
+    # CFCML's stage maps: the four EfficientNet stages of the same slices, max over the slices
+    maps = features.read(cache / "n" / "encode" / "features.h5", stages=True).stages["ct"]
+    assert [m.shape for m in maps] == [(20, 4, c) for c in (24, 40, 112, 320)]
     # the same patients stored as NIfTI (half LAS, half RAS) and as DICOM (LPS) give the same features
     np.testing.assert_allclose(fn.modalities["ct"], fd.modalities["ct"], rtol=1e-5, atol=1e-9)
     assert cli("train", "--run", "n", "--curriculum", "none", "--model", "logreg-balanced", "--variant", "lr").exit_code == 0

@@ -16,7 +16,8 @@ Per volume (reading: :mod:`.volume_io`):
    Modality tag (CT / MR) decides; a NIfTI file (no tag) counts as CT when its 1st percentile is
    at most -500 (air around the body in Hounsfield units), else as MRI;
 5. **forward** through the encoder in batches of ``batch_size`` slices (channels-last, autocast on
-   CUDA, as for 2-D images) and **pool** over the slices: ``meanmax`` (the default) concatenates the
+   CUDA, as for 2-D images; the slices of small volumes are gathered from consecutive volumes until
+   a batch is full, so one forward call serves several volumes) and **pool** over the slices: ``meanmax`` (the default) concatenates the
    mean and the maximum of the slice features (2 x 1280 for EfficientNet-Lite0: the mean describes
    the organ, the maximum keeps a small lesion that only a few slices cut); CFCML's stage maps, when
    asked for, are the element-wise maximum over the same slices.
@@ -212,6 +213,8 @@ def encode_volumes(paths: list[Path], encoder, opts: VolumeOptions, batch_size: 
     """Yield (row, pooled vector, stage token arrays (grid², C) each, facts) per volume.
     ``timing`` (optional): seconds spent decoding / resampling+slicing / in the forward pass are
     added to its keys ``decode``, ``resample``, ``forward``."""
+    import torch
+
     from .. import threads
     from .image_batch import AMP_DTYPE, forward, prefetch, to_channels_last
 
@@ -228,24 +231,39 @@ def encode_volumes(paths: list[Path], encoder, opts: VolumeOptions, batch_size: 
         vol = volume_io.read(paths[k], opts.memory_mb, opts.spacing)
         return k, vol, time.perf_counter() - t0
 
+    pending: list = []                     # prepared volumes whose slices wait for a full batch
+
+    def flush():
+        t1 = time.perf_counter()
+        x = torch.cat([b for _, b, _ in pending])
+        pooled, tokens = [], []
+        for start in range(0, len(x), batch_size):
+            p, tok = forward(model, x[start:start + batch_size], stages, grid, amp)
+            pooled.append(p)
+            tokens.append(tok)
+        _sync(cuda)
+        timing["forward"] += time.perf_counter() - t1
+        feats = np.concatenate(pooled)
+        maps = [np.concatenate([t[s] for t in tokens]) for s in range(len(tokens[0]))] if stages else []
+        at = 0
+        for k, b, facts in pending:
+            rows = slice(at, at + len(b))
+            at += len(b)
+            yield k, pool(feats[rows], opts.pool).astype(np.float32), [m[rows].max(0) for m in maps], facts
+        pending.clear()
+
     for k, vol, seconds in prefetch(decode, range(len(paths)), workers=1, depth=2):
         timing["decode"] += seconds
         t0 = time.perf_counter()
         batch, facts = prepare(vol, opts, encoder.size, encoder.mean, encoder.std, device)
         del vol
         _sync(cuda)
-        t1 = time.perf_counter()
-        pooled, tokens = [], []
-        for start in range(0, len(batch), batch_size):
-            p, tok = forward(model, batch[start:start + batch_size], stages, grid, amp)
-            pooled.append(p)
-            tokens.append(tok)
-        _sync(cuda)
-        timing["resample"] += t1 - t0
-        timing["forward"] += time.perf_counter() - t1
-        feats = np.concatenate(pooled)
-        maps = [np.concatenate([t[s] for t in tokens]).max(0) for s in range(len(tokens[0]))] if stages else []
-        yield k, pool(feats, opts.pool).astype(np.float32), maps, facts
+        timing["resample"] += time.perf_counter() - t0
+        pending.append((k, batch, facts))
+        if sum(len(b) for _, b, _ in pending) >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 def _sync(cuda: bool) -> None:
