@@ -113,6 +113,8 @@ def test_ct_windows_and_mri_percentiles_by_hand():
     lo, hi = volume._mri_scale(v, (1.0, 99.0))
     assert np.allclose((lo, hi), np.percentile(np.arange(1000), [1, 99]))
     assert volume_io.resampled_shape((48, 48, 30), (3.0, 3.0, 6.0), (1.5, 1.5, 1.5)) == (96, 96, 120)
+    # volumes per forward call: the largest divisor of the batch size whose slices fit
+    assert [volume.volumes_per_batch(32, s) for s in (24, 3, 5, 40)] == [1, 8, 4, 1]
 
 
 def test_options_parse_key_roundtrip_and_refusals():
@@ -220,3 +222,17 @@ def test_missing_volume_and_schema_are_checked_before_reading(cli, cache, tmp_pa
     (tmp_path / "m.yaml").write_text((tmp_path / "m.yaml").read_text().replace("colum:", "column:"))
     r = cli("encode", "--run", "m", "--data", tmp_path / "m.yaml")
     assert r.exit_code == 3 and "2 volume(s) of the 'scan' column not found" in r.output and "line 2" in r.output
+
+
+def test_sharded_volume_encode_equals_the_unsharded_one_bitwise(cli, cache, synthetic):
+    from stages import features
+
+    nifti, _ = synthetic
+    args = ("--data", nifti, "--modalities", "ct,labs", *TINY, "--batch-size", "8")    # groups of 2 volumes
+    assert cli("encode", "--run", "whole", *args).exit_code == 0
+    for shard in ("0/2", "1/2"):
+        assert cli("encode", "--run", "parts", *args, "--shard", shard).exit_code == 0
+    assert cli("encode", "--run", "parts", *args, "--merge", "--shards", "2").exit_code == 0
+    whole = features.read(cache / "whole" / "encode" / "features.h5").modalities["ct"]
+    parts = features.read(cache / "parts" / "encode" / "features.h5").modalities["ct"]
+    np.testing.assert_array_equal(whole, parts)

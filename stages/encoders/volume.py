@@ -16,8 +16,9 @@ Per volume (reading: :mod:`.volume_io`):
    Modality tag (CT / MR) decides; a NIfTI file (no tag) counts as CT when its 1st percentile is
    at most -500 (air around the body in Hounsfield units), else as MRI;
 5. **forward** through the encoder in batches of ``batch_size`` slices (channels-last, autocast on
-   CUDA, as for 2-D images; the slices of small volumes are gathered from consecutive volumes until
-   a batch is full, so one forward call serves several volumes) and **pool** over the slices: ``meanmax`` (the default) concatenates the
+   CUDA, as for 2-D images; the slices of small volumes are gathered from consecutive volumes, in
+   fixed groups of rows (:func:`volumes_per_batch`), so one forward call serves several volumes) and
+   **pool** over the slices: ``meanmax`` (the default) concatenates the
    mean and the maximum of the slice features (2 x 1280 for EfficientNet-Lite0: the mean describes
    the organ, the maximum keeps a small lesion that only a few slices cut); CFCML's stage maps, when
    asked for, are the element-wise maximum over the same slices.
@@ -231,6 +232,7 @@ def encode_volumes(paths: list[Path], encoder, opts: VolumeOptions, batch_size: 
         vol = volume_io.read(paths[k], opts.memory_mb, opts.spacing)
         return k, vol, time.perf_counter() - t0
 
+    group = volumes_per_batch(batch_size, opts.slices * len(opts.plane_axes))
     pending: list = []                     # prepared volumes whose slices wait for a full batch
 
     def flush():
@@ -260,10 +262,19 @@ def encode_volumes(paths: list[Path], encoder, opts: VolumeOptions, batch_size: 
         _sync(cuda)
         timing["resample"] += time.perf_counter() - t0
         pending.append((k, batch, facts))
-        if sum(len(b) for _, b, _ in pending) >= batch_size:
+        if (k + 1) % group == 0:
             yield from flush()
     if pending:
         yield from flush()
+
+
+def volumes_per_batch(batch_size: int, slices: int) -> int:
+    """How many consecutive volumes share one forward call: the largest divisor of ``batch_size``
+    whose slices fit in a batch. Groups start at rows that are multiples of it, so a shard (which
+    starts at a multiple of ``batch_size`` rows) groups its volumes as the unsharded encode does
+    and gives bitwise the same features."""
+    fit = max(1, batch_size // max(1, slices))
+    return max(d for d in range(1, fit + 1) if batch_size % d == 0)
 
 
 def _sync(cuda: bool) -> None:
