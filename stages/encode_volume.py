@@ -67,10 +67,10 @@ def write(h5, group, name: str, paths: list, opts) -> dict:
             "timing_s": {k: round(v, 3) for k, v in timing.items()}, "gpu_peak_mb": _gpu_peak(dev)}
 
 
-def encode_new(mod, fitted, device: str, batch_size: int, stages: bool, notes: list[str]):
-    """New volumes as the run's features: the recorded encoder, weights and volume options."""
+def encode_new(mod, fitted, dev: str, batch_size: int, stages: bool):
+    """New volumes as the run's features (for ``predict``, ``fitted`` its :class:`stages.predict.Fitted`,
+    ``dev`` the resolved device): the recorded encoder, weights and volume options."""
     from .encoders import image, volume
-    from .predict import _device
 
     p, info = fitted.params["volume"], fitted.encoders[mod.name]
     weights = None if p["random_init"] or info.get("weights") in (None, "random") else Path(info["weights"])
@@ -79,7 +79,6 @@ def encode_new(mod, fitted, device: str, batch_size: int, stages: bool, notes: l
         raise StaleArtifactError(f"the image weights {weights} are not the ones the run was encoded with "
                                  "(their SHA-256 differs)", fix="restore the weights file, or re-encode and retrain the run")
     vopts = volume.VolumeOptions.from_key(p, info.get("memory_mb", volume.VolumeOptions.memory_mb))
-    dev = _device(device, fitted, notes)
     want_maps = bool(stages and p.get("stages"))
     vecs, maps = [], []
     for _, vec, tokens, _ in volume.encode_volumes(list(mod.values), enc, vopts, batch_size, dev, want_maps,

@@ -150,7 +150,7 @@ def encode_new(new: NewSamples, fitted: Fitted, data: Path, run: str, stages: bo
         elif kind == "volume":
             from .encode_volume import encode_new as volume_features
 
-            mods[name], maps[name] = volume_features(mod, fitted, device, batch_size, stages, notes)
+            mods[name], maps[name] = volume_features(mod, fitted, _device(device, fitted, notes), batch_size, stages)
         else:
             mods[name] = _text(mod, fitted, device, batch_size, notes)
         if mods[name].shape[1] != fitted.dims[name]:
