@@ -27,7 +27,7 @@ def modality_aucs(path: Path, folds: int = 5, repeats: int = 3) -> dict[str, tup
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from stages import features
+    from stages.data import features
 
     feats = features.read(path)
     y = feats.labels

@@ -128,7 +128,7 @@ def test_options_parse_key_roundtrip_and_refusals():
 
 
 def test_volume_options_enter_the_encode_key():
-    from stages import encode
+    from stages.pipeline import encode
 
     base = encode.EncodeOptions(random_init=True)
     other = encode.EncodeOptions(random_init=True, volume=volume.parse(slices=4))
@@ -168,9 +168,10 @@ def synthetic(tmp_path_factory):
 
 def test_synthetic_set_encodes_one_row_per_volume_nifti_equals_dicom_and_predict_matches(
         cli, cache, synthetic, tmp_path):
-    from stages import features, predict
-    from stages.adapters import unlabelled
-    from stages.store import RunStore
+    from stages.data import features
+    from stages.data.adapters import unlabelled
+    from stages.pipeline import predict
+    from stages.store.artifacts import RunStore
 
     nifti, dicom = synthetic
     assert "SYNTHETIC" in (nifti.parent / "SYNTHETIC.md").read_text()
@@ -225,7 +226,7 @@ def test_missing_volume_and_schema_are_checked_before_reading(cli, cache, tmp_pa
 
 
 def test_sharded_volume_encode_equals_the_unsharded_one_bitwise(cli, cache, synthetic):
-    from stages import features
+    from stages.data import features
 
     nifti, _ = synthetic
     args = ("--data", nifti, "--modalities", "ct,labs", *TINY, "--batch-size", "8")    # groups of 2 volumes

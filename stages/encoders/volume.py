@@ -36,8 +36,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import UsageError, check_choices
-from . import volume_io
+from stages.encoders import volume_io
+from stages.errors import UsageError, check_choices
 
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}        # the RAS array axis each plane cuts across
 PLANE_CHOICES = ("three", "axial", "coronal", "sagittal")
@@ -216,8 +216,8 @@ def encode_volumes(paths: list[Path], encoder, opts: VolumeOptions, batch_size: 
     added to its keys ``decode``, ``resample``, ``forward``."""
     import torch
 
-    from .. import threads
-    from .image_batch import AMP_DTYPE, forward, prefetch, to_channels_last
+    from stages.encoders.image_batch import AMP_DTYPE, forward, prefetch, to_channels_last
+    from stages.runtime import threads
 
     threads.apply_to_torch()
     cuda = device.startswith("cuda")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from stages.errors import DataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SPACING_TOLERANCE = 0.01          # relative deviation of one slice gap from the median gap
