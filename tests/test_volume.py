@@ -237,3 +237,12 @@ def test_sharded_volume_encode_equals_the_unsharded_one_bitwise(cli, cache, synt
     whole = features.read(cache / "whole" / "encode" / "features.h5").modalities["ct"]
     parts = features.read(cache / "parts" / "encode" / "features.h5").modalities["ct"]
     np.testing.assert_array_equal(whole, parts)
+
+
+def test_sweep_and_compare_configs_carry_the_volume_options():
+    from stages.sweep.upstream import OPTIONS, encode_args
+
+    assert {"volume-spacing", "volume-slices", "volume-memory-mb"} <= set(OPTIONS["encode"])
+    _, _, enc = encode_args({"data": "m.yaml", "volume-slices": 4, "volume-spacing": 2.0, "volume-pool": "mean"})
+    assert enc.volume == volume.parse("2", slices=4, pool="mean")
+    assert encode_args({"data": "m.yaml"})[2].volume == volume.VolumeOptions()
