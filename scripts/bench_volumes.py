@@ -51,7 +51,10 @@ def volume_section(env: dict, n: int, lines: list[str]) -> None:
     lines += ["", f"### Volume encode throughput (synthetic CT set, 48 x 48 x 26-32 voxels resampled to 1.5 mm, "
                   f"{cpu['slices']} slices per volume at {cpu['size']} px, EfficientNet-Lite0)", "",
               "| device | row | volumes | volumes/s | note |", "|---|---|---|---|---|"]
-    lines += _rows("cpu", cpu)
+    sys.path.insert(0, str(ROOT))
+    from stages.runtime import threads
+
+    lines += _rows(f"cpu ({threads.allowed_cpus()} threads)", cpu)
     if not torch.cuda.is_available():
         lines += ["| cuda | end to end / resample / forward | | unmeasured (no GPU) | |"]
         return
@@ -59,6 +62,8 @@ def volume_section(env: dict, n: int, lines: list[str]) -> None:
 
 
 def _rows(device: str, m: dict) -> list[str]:
+    limit = max(("decode", "resample", "forward"), key=lambda k: m[k])
+
     def rate(seconds):
         return f"{m['n'] / seconds:,.2f}" if seconds > 0 else "-"
 
@@ -67,7 +72,8 @@ def _rows(device: str, m: dict) -> list[str]:
             f"| {device} | resample + slice + window only (torch) | | {rate(m['resample'])} | {m['resample']:.2f} s |",
             f"| {device} | forward only ({m['slices']} slices per volume) | | {rate(m['forward'])} | {m['forward']:.2f} s |",
             f"| {device} | end to end, `climd encode` loop | {m['n']} | {m['rate']:,.2f} | {m['seconds']:.2f} s in the loop; "
-            f"process wall {m['wall']:.1f} s, peak RSS {m['rss_mb']:,.0f} MB |"]
+            f"process wall {m['wall']:.1f} s, peak RSS {m['rss_mb']:,.0f} MB; limit: {limit} "
+            f"({100 * m[limit] / max(m['seconds'], 1e-9):.0f} % of the loop) |"]
 
 
 if __name__ == "__main__":
