@@ -246,3 +246,17 @@ def test_sweep_and_compare_configs_carry_the_volume_options():
     _, _, enc = encode_args({"data": "m.yaml", "volume-slices": 4, "volume-spacing": 2.0, "volume-pool": "mean"})
     assert enc.volume == volume.parse("2", slices=4, pool="mean")
     assert encode_args({"data": "m.yaml"})[2].volume == volume.VolumeOptions()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (runs where one is lent)")
+def test_cuda_path_gives_the_cpu_features_within_fp16_tolerance():
+    """Transfer once, resample/window/slice/resize and the forward pass (fp16 autocast) on the GPU."""
+    from stages.encoders import image
+
+    enc = image.build("efficientnet-lite0", None, 64)
+    opts = volume.parse("1.0", slices=2)
+    paths = [NIB / "anatomical.nii", CT5N]
+    cpu = [v for _, v, _, _ in volume.encode_volumes(paths, enc, opts, 8, "cpu")]
+    gpu = [v for _, v, _, _ in volume.encode_volumes(paths, enc, opts, 8, "cuda")]
+    for a, b in zip(cpu, gpu):
+        assert np.corrcoef(a, b)[0, 1] > 0.999 and np.abs(a - b).max() < 0.05 * np.abs(a).max()
