@@ -30,8 +30,8 @@ Examples:
 Formats: mogonet ({k}_tr.csv, {k}_te.csv, labels_tr.csv, labels_te.csv), tcga (target.csv + one CSV
 per modality keyed by sample id), derm7pt (our Derm7pt_plus folder, the official
 release: meta/meta.csv + meta/{train,valid,test}_indexes.csv + images/, or a minimal meta/meta.csv with
-diagnosis and derm columns + images/, split stratified), manifest (YAML/JSON, see README; CT/MRI
-volumes: a `type: volume` modality, docs/data.md "Volumes").
+diagnosis and derm columns + images/, split stratified), manifest (YAML/JSON, see docs/data.md; CT/MRI
+volumes: a `type: volume` modality, docs/data.md "CT and MRI volumes").
 """
 
 

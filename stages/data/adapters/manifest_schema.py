@@ -119,5 +119,5 @@ def _kind(value) -> str:
 
 
 def _see() -> str:
-    return "see the manifest keys in the README (table, id_column, label_column, modalities, split_column, " \
+    return "see the manifest keys in docs/data.md (table, id_column, label_column, modalities, split_column, " \
            "classes, name)"
