@@ -169,7 +169,8 @@ def _one_series(folder: Path, headers: list) -> None:
     for f, ds in headers:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "?")), []).append(f)
     if len(groups) > 1:
-        parts = [f"{uid} ({len(fs)} files, e.g. {fs[0].name})" for uid, fs in list(groups.items())[:3]]
+        parts = [f"{uid} ({len(fs)} file{'s' if len(fs) > 1 else ''}, e.g. {fs[0].name})"
+                 for uid, fs in list(groups.items())[:3]]
         raise DataError(f"volume folder {folder} holds {len(groups)} DICOM series: " + "; ".join(parts),
                         fix="put each series (SeriesInstanceUID) in its own folder and name one folder per row")
 
