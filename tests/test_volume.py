@@ -56,6 +56,20 @@ def test_single_ct_slice_from_the_pydicom_wheel_is_a_one_slice_volume(tmp_path):
     assert vol.data.shape == (128, 128, 1) and vol.spacing[2] == 5.0 and vol.data.min() < -500
 
 
+def test_auto_intensity_rule_and_a_trailing_length_one_axis(tmp_path):
+    import nibabel as nib
+
+    opts = volume.parse()
+    assert volume.intensity_mode(volume_io.read(NIB / "anatomical.nii", BUDGET), opts) == "mri"   # an MR image
+    assert volume.intensity_mode(volume_io.read(CT5N, BUDGET), opts) == "ct"                      # Modality tag
+    ct = np.full((8, 8, 4, 1), -1000.0, np.float32)                                               # air: HU
+    ct[2:6, 2:6] = 40.0
+    nib.Nifti1Image(ct, np.eye(4)).to_filename(str(tmp_path / "ct.nii.gz"))
+    vol = volume_io.read(tmp_path / "ct.nii.gz", BUDGET)
+    assert vol.data.shape == (8, 8, 4) and volume.intensity_mode(vol, opts) == "ct"
+    assert volume.intensity_mode(vol, volume.parse(intensity="mri")) == "mri"
+
+
 # -- bad input, read directly -----------------------------------------------------------------------------------
 def _series(tmp_path, files, name="series"):
     folder = tmp_path / name
