@@ -65,3 +65,31 @@ def test_diverged_training_fails_that_replica_naming_lr_and_epoch(cli, ros):
     assert not list((ros / "train").glob("nan@lr1e+30/seed*/meta.json"))
     r = cli("evaluate", "--run", "ros", "--variant", "nan@lr1e+30", "--seed", "0")
     assert r.exit_code != 0 and r.exit_code != 1 and "Traceback" not in r.output, r.output
+
+
+def test_a_model_with_non_finite_weights_never_gives_empty_probabilities(cli, ros):
+    """A NaN model (built before divergence was caught, or edited consistently): evaluate and predict
+    refuse it (exit 7) instead of writing NaN or empty probabilities."""
+    import json
+
+    import numpy as np
+
+    from stages.core.hashing import file_sha256
+    from stages.store import tensorio
+
+    assert cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "1", "--variant", "nanw").exit_code == 0
+    seed0 = ros / "train" / "nanw" / "seed0"
+    tensors, meta = tensorio.load(seed0 / "model", as_numpy=True)
+    first = next(iter(tensors))
+    tensors[first] = np.full_like(tensors[first], np.nan)
+    tensorio.save(seed0 / "model", tensors, meta)
+    record = json.loads((seed0 / "meta.json").read_text())
+    for rel in ("model.safetensors", "model.json"):
+        record["outputs"][rel] = {"sha256": file_sha256(seed0 / rel), "bytes": (seed0 / rel).stat().st_size}
+    (seed0 / "meta.json").write_text(json.dumps(record))
+    r = cli("evaluate", "--run", "ros", "--variant", "nanw")
+    assert r.exit_code == 7 and "non-finite" in r.stderr and "Traceback" not in r.output, r.output
+    from ..conftest import ROOT
+
+    r = cli("predict", "--run", "ros", "--variant", "nanw", "--data", ROOT / "stages" / "data" / "embedded" / "rosmap")
+    assert r.exit_code == 7 and "non-finite" in r.stderr and r.stdout.strip() == "", r.output
