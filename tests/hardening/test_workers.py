@@ -64,6 +64,7 @@ def test_sigterm_to_the_parent_stops_every_worker_within_3_s_and_resumes_identic
     os.kill(proc.pid, signal.SIGTERM)                 # the parent only, as `kill PID` or a container stop
     _, err = proc.communicate(timeout=60)
     took = time.monotonic() - t0
+    print(f"exit {proc.returncode} {took:.2f} s after SIGTERM to the parent")
     assert proc.returncode == 130 and took < 3.0, (proc.returncode, took, err)
     assert "Traceback" not in err
     seeds = [ros / "train" / "term" / f"seed{s}" for s in range(4)]
