@@ -93,3 +93,33 @@ def test_a_model_with_non_finite_weights_never_gives_empty_probabilities(cli, ro
 
     r = cli("predict", "--run", "ros", "--variant", "nanw", "--data", ROOT / "stages" / "data" / "embedded" / "rosmap")
     assert r.exit_code == 7 and "non-finite" in r.stderr and r.stdout.strip() == "", r.output
+
+
+def test_a_worker_failure_crosses_to_the_parent_with_its_class_code_and_traceback_for_debug(tmp_path):
+    """What a worker raises is pickled to the parent: its class and exit code survive (LeaseHeld is 6,
+    not 1), and a bug's traceback travels as ``detail`` (printed only with --debug)."""
+    import pickle
+
+    from stages.errors import ClimdError
+    from stages.pipeline.workers import _worker_block
+    from stages.store.lease import LeaseHeld
+
+    held = LeaseHeld(tmp_path / ".lease.json", {"pid": 1, "host": "n1", "token": "t", "heartbeat": 0})
+    back = pickle.loads(pickle.dumps(held))
+    assert type(back) is LeaseHeld and back.exit_code == 6 and back.message == held.message and back.fix
+
+    def buggy(*args):
+        raise ValueError("boom")
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    with pytest.raises(ClimdError) as bug:
+        _worker_block([], False, None, buggy)
+    back = pickle.loads(pickle.dumps(bug.value))
+    assert back.exit_code == 1 and "unexpected ValueError: boom" in back.message and "Traceback" not in back.message
+    assert "Traceback" in back.detail and "boom" in back.detail
+    with pytest.raises(StorageError) as disk:
+        _worker_block([], False, None, full)
+    back = pickle.loads(pickle.dumps(disk.value))
+    assert type(back) is StorageError and back.exit_code == 6 and "disk is full" in back.message
