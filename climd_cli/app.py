@@ -49,7 +49,7 @@ def main_options(
 
 
 def _register():
-    from . import cmd_core, cmd_encode, cmd_inspect, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
+    from . import cmd_compare, cmd_core, cmd_encode, cmd_inspect, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
 
     app.command("encode", epilog=cmd_encode.EPILOG)(cmd_encode.encode)
     app.command("score", epilog=cmd_core.SCORE_EPILOG)(cmd_core.score)
@@ -63,6 +63,7 @@ def _register():
     app.command("inspect", epilog=cmd_inspect.EPILOG)(cmd_inspect.inspect)
     app.command("sweep", epilog=cmd_sweep.EPILOG)(cmd_sweep.sweep)
     app.command("status", epilog=cmd_status.EPILOG)(cmd_status.status)
+    app.command("compare", epilog=cmd_compare.EPILOG)(cmd_compare.compare)
 
 
 _register()

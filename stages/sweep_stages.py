@@ -21,6 +21,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "encode": {"data": "path", "format": "str", "modalities": "list", "task": "str", "derm-tabular": "str",
                "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
+               "resplit": "int",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "exif-orientation": "bool",
                "image-stages": "bool", "stage-grid": "int",
@@ -85,10 +86,11 @@ def encode_args(opts: dict):
     data = Path(o.pop("data")) if o.get("data") else None
     data_opts = DataOptions(format=o.get("format"), modalities=o.get("modalities"),
                             split_file=Path(o["split-file"]) if o.get("split-file") else None,
-                            test_size=o.get("test-size", 0.3), split_seed=o.get("seed", 0),
+                            test_size=o.get("test-size", 0.3), split_seed=int(o.get("seed") or 0),
                             val_fraction=o.get("val-fraction", 0.0), task=o.get("task", "diag5"),
                             derm_tabular=o.get("derm-tabular", "meta"),
-                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"))
+                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"),
+                            resplit=int(o.get("resplit") or 0))   # int(): "{seed}" filled in
     enc = EncodeOptions(**{k.replace("-", "_"): (Path(v) if k in ("image-weights", "text-model") and v else v)
                            for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__})
     return data, data_opts, enc

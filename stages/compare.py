@@ -1,0 +1,275 @@
+"""``climd compare``: the whole protocol from a data set to the verdict, in one resumable call.
+
+Replicate k of data set NAME is the run ``NAME-r<k>``: replicate 0 is the data set's own split (a
+given split, or the stratified split drawn at seed 0), replicate k >= 1 a stratified resplit with the
+same sizes (:mod:`stages.adapters.resplit`); validation is the data set's own, or 20 % carved from
+training (seed k). On every replicate: score, fit-dist and the schedules the panel needs
+(:meth:`stages.panel.Panel.upstream`), then every (row, lr, seed) cell of the panel through the batched
+engine (:func:`stages.sweep.train_cells`: one engine program per row), evaluated on valid and test;
+then the verdict report (:mod:`stages.verdict`).
+
+Every step reuses what is fresh (the stages decide, as for ``climd <stage>``), so a rerun redoes only
+what is missing, and an interrupted call loses at most the replicas in flight (they resume from their
+checkpoints).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ClimdError, UsageError
+from .panel import Panel
+from .store import RunStore, default_cache_dir, set_command_line
+from .sweep_grid import TRAIN, Cell, _train_value
+
+log = logging.getLogger("climd")
+VAL_FRACTION = 0.2
+# A rough cost model for --dry-run, measured on 2 CPU cores (ROSMAP, early fusion, batch 32):
+# seconds per optimizer step of one replica inside a batched engine program, and per other task.
+SECONDS_PER_REPLICA_STEP = 0.0012
+SECONDS_PER_TASK = {"encode": 1.0, "score": 1.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
+                    "reference": 0.5, "report": 2.0}
+
+
+@dataclass
+class Setup:
+    data: Path | None                  # None: the embedded ROSMAP
+    name: str                          # replicate k is run NAME-r<k>
+    replicates: int
+    seeds: list[int]
+    panel: Panel
+    cache_dir: Path
+    out: Path
+    encode_options: dict = field(default_factory=dict)   # extra `climd encode` options (image-size ...)
+    format: str | None = None
+
+    @property
+    def runs(self) -> list[str]:
+        return [f"{self.name}-r{k}" for k in range(self.replicates)]
+
+
+def setup(data: Path | None, run: str | None, replicates: int, seeds: int, panel: Panel, cache_dir: Path | None,
+          out: Path | None, encode_options: dict | None = None, format: str | None = None) -> Setup:
+    from .names import check_name
+
+    if replicates < 1 or seeds < 1:
+        raise UsageError("--replicates and --seeds must be >= 1")
+    cache = Path(cache_dir or default_cache_dir()).resolve()
+    name = run or _default_name(data, format)
+    check_name(name, "--run")
+    opts = dict(encode_options or {})
+    for banned in ("data", "resplit", "seed", "val-fraction", "split-file", "shards"):
+        if banned in opts:
+            raise UsageError(f"--encode-option {banned} is set by compare itself (replicate k: resplit k, seed k)")
+    s = Setup(data=Path(data).resolve() if data else None, name=name, replicates=replicates,
+              seeds=list(range(seeds)), panel=panel, cache_dir=cache, out=Path(out) if out else cache / f"{name}-r0" / "compare",
+              encode_options=opts, format=format)
+    return s
+
+
+def _default_name(data: Path | None, format: str | None) -> str:
+    import re
+
+    if data is None:
+        return "rosmap"
+    path = Path(data)
+    stem = path.parent.name if path.is_file() else path.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.").lower() or "data"
+
+
+# -- the plan --------------------------------------------------------------------------------------
+def encode_options(s: Setup, k: int, has_valid: bool) -> dict:
+    opts = {**({"data": str(s.data)} if s.data else {}), **({"format": s.format} if s.format else {}),
+            "resplit": k, "seed": k, **s.encode_options}
+    if not has_valid:
+        opts["val-fraction"] = VAL_FRACTION
+    return opts
+
+
+def upstream(s: Setup, k: int, has_valid: bool) -> list[tuple[str, dict]]:
+    return [("encode", encode_options(s, k, has_valid)), *s.panel.upstream()]
+
+
+def cells(s: Setup) -> list[tuple[object, list[Cell]]]:
+    """(panel row, its cells) in panel order; a row's cells are one engine program."""
+    from dataclasses import asdict
+
+    from .train import TrainOptions
+
+    out = []
+    for row in s.panel.rows:
+        row_cells = []
+        for variant, lr in row.variants():
+            fields = {TRAIN[k][0]: _train_value(k, TRAIN[k][1], v) for k, v in row.train.items()}
+            opts = TrainOptions(**fields, **({"lr": lr} if lr is not None else {}))
+            if opts.model not in _reference_models():
+                opts.epochs = s.panel.epochs
+            for run in s.runs:
+                for seed in s.seeds:
+                    row_cells.append(Cell(run=run, seed=seed, variant=variant, options=asdict(opts)))
+        out.append((row, row_cells))
+    return out
+
+
+def _reference_models():
+    from .reference import MODELS
+
+    return MODELS
+
+
+@dataclass
+class Task:
+    stage: str
+    what: str
+    runs: list[str]
+    count: int                      # replicas (train), artifacts (others)
+    fresh: bool
+    seconds: float                  # estimated cost when not fresh
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "what": self.what, "runs": self.runs, "count": self.count,
+                "fresh": self.fresh, "estimated_s": round(self.seconds, 1)}
+
+
+def dataset_facts(s: Setup) -> tuple[bool, int]:
+    """(has its own validation split, training samples of replicate 0), read without encoding."""
+    from .adapters import DataOptions, finish_dataset, read_dataset
+
+    opts = DataOptions(format=s.format, **_data_fields(s.encode_options))
+    ds = read_dataset(s.data, opts)
+    has_valid = bool((ds.split == "valid").any())
+    if not has_valid:
+        opts.val_fraction = VAL_FRACTION
+    ds = finish_dataset(ds, opts)
+    return has_valid, int((ds.split == "train").sum())
+
+
+def _data_fields(encode_opts: dict) -> dict:
+    names = {"modalities": "modalities", "task": "task", "derm-tabular": "derm_tabular",
+             "derm-modalities": "derm_modalities", "impute": "impute", "test-size": "test_size"}
+    return {names[k]: v for k, v in encode_opts.items() if k in names}
+
+
+def plan(s: Setup) -> tuple[list[Task], bool]:
+    """Every task of the protocol, in order, with whether it is fresh and an estimate of its cost."""
+    from .sweep import stores
+    from .sweep_stages import is_done
+
+    has_valid, n_train = dataset_facts(s)
+    get, tasks, dirty_runs = stores(s.cache_dir), [], set()
+    for k, run in enumerate(s.runs):
+        dirty = False
+        for stage, opts in upstream(s, k, has_valid):
+            dirty = dirty or not is_done(get(run), stage, opts)
+            tasks.append(Task(stage, _describe(stage, opts), [run], 1, not dirty, SECONDS_PER_TASK[stage]))
+        if dirty:
+            dirty_runs.add(run)
+    steps = -(-n_train // 32) * s.panel.epochs
+    for row, row_cells in cells(s):
+        todo = [c for c in row_cells if c.run in dirty_runs or not _fresh(get, c)]
+        reference = not row.lrs
+        per = SECONDS_PER_TASK["reference"] if reference else steps * SECONDS_PER_REPLICA_STEP
+        tasks.append(Task("train", row.name, sorted({c.run for c in row_cells}), len(row_cells), not todo,
+                          per * len(todo)))
+        tasks.append(Task("evaluate", row.name, sorted({c.run for c in row_cells}), 2 * len(row_cells), not todo,
+                          SECONDS_PER_TASK["evaluate"] * 2 * len(todo)))
+    tasks.append(Task("report", str(s.out), s.runs, 1, False, SECONDS_PER_TASK["report"]))
+    return tasks, has_valid
+
+
+def _fresh(get, cell: Cell) -> bool:
+    from .store import Artifact
+    from .sweep import cell_artifact
+
+    try:
+        return isinstance(cell_artifact(get, cell), Artifact)
+    except ClimdError:
+        return False
+
+
+def _describe(stage: str, opts: dict) -> str:
+    shown = {k: v for k, v in opts.items() if k != "data"}
+    return " ".join(f"--{k} {v}" for k, v in shown.items()) or "(defaults)"
+
+
+def summary(tasks: list[Task]) -> str:
+    todo = [t for t in tasks if not t.fresh]
+    replicas = sum(t.count for t in todo if t.stage == "train")
+    seconds = sum(t.seconds for t in todo)
+    return (f"{len(tasks)} tasks, {len(tasks) - len(todo)} fresh; to do: {len(todo)} "
+            f"({replicas} replicas to train), estimated {_clock(seconds)} on 2 CPU cores")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+# -- doing it --------------------------------------------------------------------------------------
+class Clock:
+    """Progress on stderr: what runs now, how far, and an ETA from the estimated cost of what is left."""
+
+    def __init__(self, tasks: list[Task]):
+        self.total = sum(t.seconds for t in tasks if not t.fresh) or 1.0
+        self.done, self.start = 0.0, time.perf_counter()
+
+    def say(self, what: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        frac = min(self.done / self.total, 1.0)
+        eta = f", ETA {_clock(elapsed * (1 - frac) / frac)}" if frac > 0.02 else ""
+        log.info("compare [%3d%%, %s elapsed%s]: %s", round(100 * frac), _clock(elapsed), eta, what)
+
+    def advance(self, seconds: float) -> None:
+        self.done += seconds
+
+
+def run(s: Setup, force: bool = False, jobs: int | None = None, progress=None) -> dict:
+    """Everything that is not fresh, then the verdict. Returns a summary (paths, what was built)."""
+    from . import verdict
+    from .sweep import build_upstream, train_cells
+
+    from .store import _command_line
+
+    command = _command_line() or f"climd compare --data {s.data or '(embedded ROSMAP)'} --replicates {s.replicates}"
+    tasks, has_valid = plan(s)
+    clock = Clock(tasks)
+    log.info("compare %s: %s", s.name, summary(tasks))
+    by_run = {}
+    for t in tasks:
+        if t.stage in ("encode", "score", "fit-dist", "schedule"):
+            by_run.setdefault(t.runs[0], []).append(t)
+    built = 0
+    for k, run in enumerate(s.runs):
+        todo = [t for t in by_run[run] if not t.fresh]
+        if todo:
+            clock.say(f"replicate {k + 1}/{s.replicates} ({run}): {', '.join(t.stage for t in todo)}")
+        out = build_upstream(s.cache_dir, run, upstream(s, k, has_valid), force)
+        built += sum(not o["reused"] for o in out)
+        clock.advance(sum(t.seconds for t in todo))
+    trained, reused = [], []
+    train_tasks = {t.what: t for t in tasks if t.stage == "train"}
+    eval_tasks = {t.what: t for t in tasks if t.stage == "evaluate"}
+    for i, (row, row_cells) in enumerate(cells(s), 1):
+        t = train_tasks[row.name]
+        if not t.fresh:
+            lrs = ", ".join(f"{lr:g}" for lr in row.lrs) or "no lr"
+            clock.say(f"train {i}/{len(s.panel.rows)} {row.name} ({row.group}): {len(row_cells)} replicas "
+                      f"= {s.replicates} replicates x {len(s.seeds)} seeds x lr {lrs}")
+        done = train_cells(s.cache_dir, row_cells, force, jobs, None, progress if not t.fresh else None,
+                           ["valid", "test"])
+        trained += done["trained"]
+        reused += done["reused"]
+        clock.advance(t.seconds + eval_tasks[row.name].seconds)
+    clock.say(f"report -> {s.out}")
+    set_command_line(command)
+    out = verdict.write(s)
+    clock.advance(SECONDS_PER_TASK["report"])
+    return {"out": str(out), "runs": s.runs, "upstream_built": built, "trained": len(trained),
+            "reused": len(reused), "seconds": round(time.perf_counter() - clock.start, 1)}
+
+
+def stores_of(s: Setup) -> list[RunStore]:
+    return [RunStore(s.cache_dir, r) for r in s.runs]
