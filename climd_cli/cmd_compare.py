@@ -37,6 +37,7 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Training seeds per replicate (0 ... K-1).", rich_help_panel=PROTO)] = 1,
     panel: Annotated[str, typer.Option(help="default | quick | a panel file (YAML; see --write-panel).", rich_help_panel=PROTO)] = "default",
     write_panel: Annotated[Optional[Path], typer.Option("--write-panel", help="Write the --panel (default or quick) as YAML to this file ('-': stdout) and exit.", rich_help_panel=PROTO, show_default=False)] = None,
+    split_files: Annotated[Optional[str], typer.Option(help="One split file per replicate, a path with {k} (splits/seed{k}.csv) instead of resplits.", rich_help_panel=PROTO, show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option(help="Data layout (default: detected): mogonet | tcga | derm7pt | manifest.", rich_help_panel=PROTO, show_default=False)] = None,
     encode_option: Annotated[Optional[list[str]], typer.Option(help="Another `climd encode` option KEY=VALUE (repeatable), e.g. image-size=224, impute=mean.", rich_help_panel=PROTO)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder of the verdict (default <cache-dir>/NAME-r0/compare).", show_default=False)] = None,
@@ -76,7 +77,7 @@ def compare(
     if n_jobs == 0:
         raise UsageError("--jobs must be auto or >= 1")
     setup = lib.setup(data, run, replicates, seeds, panels.resolve(panel), cache_dir, out,
-                      _encode_options(encode_option), format)
+                      _encode_options(encode_option), format, split_files)
     if executor == "slurm":
         from stages import compare_slurm
         from stages.sweep_slurm import SlurmOptions

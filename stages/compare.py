@@ -29,7 +29,8 @@ VAL_FRACTION = 0.2
 # A rough cost model for --dry-run, measured on 2 CPU cores (ROSMAP, early fusion, batch 32):
 # seconds per optimizer step of one replica inside a batched engine program, and per other task.
 SECONDS_PER_REPLICA_STEP = 0.0012
-SECONDS_PER_TASK = {"encode": 1.0, "score": 1.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
+SECONDS_PER_IMAGE = 0.05        # image encode at 224 px on CPU (EfficientNet-Lite0)
+SECONDS_PER_TASK = {"encode": 1.0, "replicate": 1.0, "score": 1.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
                     "reference": 0.5, "report": 2.0}
 
 
@@ -44,14 +45,24 @@ class Setup:
     out: Path
     encode_options: dict = field(default_factory=dict)   # extra `climd encode` options (image-size ...)
     format: str | None = None
+    split_files: str | None = None     # a split file per replicate: a path with {k} (else: resplits)
+
+    def split_file(self, k: int) -> str | None:
+        return self.split_files.replace("{k}", str(k)) if self.split_files else None
 
     @property
     def runs(self) -> list[str]:
         return [f"{self.name}-r{k}" for k in range(self.replicates)]
 
+    @property
+    def shared_run(self) -> str:
+        """The data set's run: the image/text features of every sample (``encode.shared``)."""
+        return f"{self.name}-data"
+
 
 def setup(data: Path | None, run: str | None, replicates: int, seeds: int, panel: Panel, cache_dir: Path | None,
-          out: Path | None, encode_options: dict | None = None, format: str | None = None) -> Setup:
+          out: Path | None, encode_options: dict | None = None, format: str | None = None,
+          split_files: str | None = None) -> Setup:
     from .names import check_name
 
     if replicates < 1 or seeds < 1:
@@ -60,12 +71,20 @@ def setup(data: Path | None, run: str | None, replicates: int, seeds: int, panel
     name = run or _default_name(data, format)
     check_name(name, "--run")
     opts = dict(encode_options or {})
-    for banned in ("data", "resplit", "seed", "val-fraction", "split-file", "shards"):
+    for banned in ("data", "resplit", "seed", "val-fraction", "split-file", "shards", "shared-run"):
         if banned in opts:
             raise UsageError(f"--encode-option {banned} is set by compare itself (replicate k: resplit k, seed k)")
     s = Setup(data=Path(data).resolve() if data else None, name=name, replicates=replicates,
               seeds=list(range(seeds)), panel=panel, cache_dir=cache, out=Path(out) if out else cache / f"{name}-r0" / "compare",
-              encode_options=opts, format=format)
+              encode_options=opts, format=format, split_files=split_files)
+    if split_files:
+        if "{k}" not in split_files:
+            raise UsageError(f"--split-files {split_files!r} has no {{k}}", fix="e.g. --split-files splits/seed{k}.csv")
+        missing = [s.split_file(k) for k in range(replicates) if not Path(s.split_file(k)).is_file()]
+        if missing:
+            raise UsageError(f"--split-files: {missing[0]} does not exist ({len(missing)} of {replicates} missing)",
+                             fix="one split file per replicate k = 0 ... --replicates - 1")
+        s.split_files = str(Path(split_files).resolve())
     return s
 
 
@@ -80,16 +99,26 @@ def _default_name(data: Path | None, format: str | None) -> str:
 
 
 # -- the plan --------------------------------------------------------------------------------------
-def encode_options(s: Setup, k: int, has_valid: bool) -> dict:
+@dataclass
+class Facts:
+    """What the plan needs to know about the data set, read without encoding it."""
+    has_valid: bool                 # its own validation split (else 20 % of training is carved out)
+    n_train: int                    # training samples of replicate 0
+    n_shared: int                   # samples whose image/text features are encoded once (0: none)
+
+
+def encode_options(s: Setup, k: int, facts: Facts) -> dict:
     opts = {**({"data": str(s.data)} if s.data else {}), **({"format": s.format} if s.format else {}),
-            "resplit": k, "seed": k, **s.encode_options}
-    if not has_valid:
+            **({"split-file": s.split_file(k)} if s.split_files else {"resplit": k}), "seed": k, **s.encode_options}
+    if not facts.has_valid:
         opts["val-fraction"] = VAL_FRACTION
+    if facts.n_shared:
+        opts["shared-run"] = s.shared_run
     return opts
 
 
-def upstream(s: Setup, k: int, has_valid: bool) -> list[tuple[str, dict]]:
-    return [("encode", encode_options(s, k, has_valid)), *s.panel.upstream()]
+def upstream(s: Setup, k: int, facts: Facts) -> list[tuple[str, dict]]:
+    return [("encode", encode_options(s, k, facts)), *s.panel.upstream()]
 
 
 def cells(s: Setup) -> list[tuple[object, list[Cell]]]:
@@ -133,17 +162,32 @@ class Task:
                 "fresh": self.fresh, "estimated_s": round(self.seconds, 1)}
 
 
-def dataset_facts(s: Setup) -> tuple[bool, int]:
-    """(has its own validation split, training samples of replicate 0), read without encoding."""
+def dataset_facts(s: Setup) -> Facts:
     from .adapters import DataOptions, finish_dataset, read_dataset
+    from .shards import SHARDED
 
-    opts = DataOptions(format=s.format, **_data_fields(s.encode_options))
+    opts = DataOptions(format=s.format, split_file=Path(s.split_file(0)) if s.split_files else None,
+                       **_data_fields(s.encode_options))
     ds = read_dataset(s.data, opts)
     has_valid = bool((ds.split == "valid").any())
+    shared = any(m.kind in SHARDED for m in ds.modalities.values())
     if not has_valid:
         opts.val_fraction = VAL_FRACTION
     ds = finish_dataset(ds, opts)
-    return has_valid, int((ds.split == "train").sum())
+    return Facts(has_valid, int((ds.split == "train").sum()), ds.n if shared else 0)
+
+
+def shared_task(s: Setup, facts: Facts) -> Task | None:
+    """The one image/text encode of the data set (None: it has no such modality)."""
+    if not facts.n_shared:
+        return None
+    from . import encode_shared
+    from .sweep_stages import encode_args
+
+    data, data_opts, enc = encode_args(encode_options(s, 0, facts))
+    fresh = encode_shared.is_done(RunStore(s.cache_dir, s.shared_run), data, data_opts, enc)
+    return Task("encode", "image/text features of every sample, once per data set", [s.shared_run], facts.n_shared,
+                fresh, SECONDS_PER_IMAGE * facts.n_shared)
 
 
 def _data_fields(encode_opts: dict) -> dict:
@@ -157,16 +201,19 @@ def plan(s: Setup) -> tuple[list[Task], bool]:
     from .sweep import stores
     from .sweep_stages import is_done
 
-    has_valid, n_train = dataset_facts(s)
+    facts = dataset_facts(s)
     get, tasks, dirty_runs = stores(s.cache_dir), [], set()
+    shared = shared_task(s, facts)
+    tasks += [shared] if shared else []
     for k, run in enumerate(s.runs):
         dirty = False
-        for stage, opts in upstream(s, k, has_valid):
+        for stage, opts in upstream(s, k, facts):
             dirty = dirty or not is_done(get(run), stage, opts)
-            tasks.append(Task(stage, _describe(stage, opts), [run], 1, not dirty, SECONDS_PER_TASK[stage]))
+            label = "replicate" if stage == "encode" else stage       # the split, copying shared features
+            tasks.append(Task(label, _describe(stage, opts), [run], 1, not dirty, SECONDS_PER_TASK[label]))
         if dirty:
             dirty_runs.add(run)
-    steps = -(-n_train // 32) * s.panel.epochs
+    steps = -(-facts.n_train // 32) * s.panel.epochs
     for row, row_cells in cells(s):
         todo = [c for c in row_cells if c.run in dirty_runs or not _fresh(get, c)]
         reference = not row.lrs
@@ -176,7 +223,7 @@ def plan(s: Setup) -> tuple[list[Task], bool]:
         tasks.append(Task("evaluate", row.name, sorted({c.run for c in row_cells}), 2 * len(row_cells), not todo,
                           SECONDS_PER_TASK["evaluate"] * 2 * len(todo)))
     tasks.append(Task("report", str(s.out), s.runs, 1, False, SECONDS_PER_TASK["report"]))
-    return tasks, has_valid
+    return tasks, facts
 
 
 def _fresh(get, cell: Cell) -> bool:
@@ -190,7 +237,7 @@ def _fresh(get, cell: Cell) -> bool:
 
 
 def _describe(stage: str, opts: dict) -> str:
-    shown = {k: v for k, v in opts.items() if k != "data"}
+    shown = {k: v for k, v in opts.items() if k not in ("data", "shared-run")}
     return " ".join(f"--{k} {v}" for k, v in shown.items()) or "(defaults)"
 
 
@@ -234,19 +281,29 @@ def run(s: Setup, force: bool = False, jobs: int | None = None, progress=None) -
     from .store import _command_line
 
     command = _command_line() or f"climd compare --data {s.data or '(embedded ROSMAP)'} --replicates {s.replicates}"
-    tasks, has_valid = plan(s)
+    tasks, facts = plan(s)
     clock = Clock(tasks)
     log.info("compare %s: %s", s.name, summary(tasks))
-    by_run = {}
+    by_run, built = {}, 0
     for t in tasks:
-        if t.stage in ("encode", "score", "fit-dist", "schedule"):
+        if t.stage in ("replicate", "score", "fit-dist", "schedule"):
             by_run.setdefault(t.runs[0], []).append(t)
-    built = 0
+    shared = tasks[0] if tasks[0].stage == "encode" else None
+    if shared is not None:
+        from . import encode_shared
+        from .sweep_stages import encode_args
+
+        if not shared.fresh:
+            clock.say(f"encode {shared.count} samples' image/text features once ({s.shared_run})")
+        set_command_line(f"climd compare --data {s.data} (image/text features of every sample)")
+        _, reused = encode_shared.run(RunStore(s.cache_dir, s.shared_run), *encode_args(encode_options(s, 0, facts)), force)
+        built += not reused
+        clock.advance(0 if shared.fresh else shared.seconds)
     for k, run in enumerate(s.runs):
         todo = [t for t in by_run[run] if not t.fresh]
         if todo:
             clock.say(f"replicate {k + 1}/{s.replicates} ({run}): {', '.join(t.stage for t in todo)}")
-        out = build_upstream(s.cache_dir, run, upstream(s, k, has_valid), force)
+        out = build_upstream(s.cache_dir, run, upstream(s, k, facts), force)
         built += sum(not o["reused"] for o in out)
         clock.advance(sum(t.seconds for t in todo))
     trained, reused = [], []

@@ -11,8 +11,8 @@ from .sweep_grid import Grid
 def grid(s: Setup) -> Grid:
     """The compare protocol as a sweep grid: run template NAME-r{seed} over the replicates ({seed} is
     the replicate here: encode's resplit and seed), with the panel's cells on every replicate."""
-    has_valid, _ = dataset_facts(s)
-    enc = {**encode_options(s, 0, has_valid), "resplit": "{seed}", "seed": "{seed}"}
+    enc = {**encode_options(s, 0, dataset_facts(s)), "seed": "{seed}"}
+    enc.update({"split-file": s.split_files.replace("{k}", "{seed}")} if s.split_files else {"resplit": "{seed}"})
     upstream: dict[str, list[dict]] = {"encode": [enc]}
     for stage, opts in s.panel.upstream():
         upstream.setdefault(stage, []).append(opts)

@@ -23,9 +23,13 @@ FOLDS = 5
 
 # score tag -> `climd score` options;  schedule tag -> (`climd schedule` options, score tag it reads)
 SCORES = {None: {}, "oof": {"folds": FOLDS}, "zscore": {"combine": "zscore"}, "rank": {"combine": "rank"},
-          "oof-zscore": {"folds": FOLDS, "combine": "zscore"}}
+          "oof-zscore": {"folds": FOLDS, "combine": "zscore"}, "intra": {"measure": "intra"},
+          "inter": {"measure": "inter"}}
+GAMMAS = {"g0.1": 0.1, "g0.5": 0.5, "g1.0": 1.0}            # fit-dist --gamma G --tag gG (Table 5 analog)
 SCHEDULES = {None: ({}, None), "literal": ({"overflow": "drop"}, None), "random": ({"order": "random"}, None),
-             "oof": ({}, "oof"), "zscore": ({}, "zscore"), "rank": ({}, "rank"), "oof-zscore": ({}, "oof-zscore")}
+             "oof": ({}, "oof"), "zscore": ({}, "zscore"), "rank": ({}, "rank"), "oof-zscore": ({}, "oof-zscore"),
+             "intra": ({}, "intra"), "inter": ({}, "inter"),
+             **{tag: ({"dist-tag": tag}, None) for tag in GAMMAS}}
 PACINGS = ("baby-step", "one-pass", "linear", "root", "geom")    # --curriculum P: schedule --pacing P
 BUCKETS = 10
 
@@ -46,7 +50,9 @@ CATALOGUE_OPTIONS = [
      "la-prior": "epoch"},
     {"curriculum": "climd", "schedule-tag": "random"},
     {"curriculum": "climd", "schedule-tag": "random", "budget": "steps"},
-    *({"curriculum": p} for p in PACINGS),
+    *({"curriculum": "climd", "schedule-tag": m, **b} for m in ("intra", "inter") for b in ({}, {"budget": "steps"})),
+    *({"curriculum": "climd", "schedule-tag": g} for g in GAMMAS),
+    *({"curriculum": p, **b} for p in PACINGS for b in ({}, {"budget": "steps"})),
     {"curriculum": "none"},
     *({"curriculum": "none", "loss": x} for x in ("wce", "focal", "logit-adjusted", "balanced-softmax",
                                                    "ldam-drw", "cb")),
@@ -132,19 +138,21 @@ class Panel:
 
     def upstream(self) -> list[tuple[str, dict]]:
         """(stage, `climd <stage>` options) of everything the rows train from, in pipeline order."""
-        scores, dists, schedules = {}, False, {}
+        scores, dists, schedules = {}, {}, {}
         for row in self.rows:
             curriculum, tag = row.train.get("curriculum", "climd"), row.train.get("schedule-tag")
             if curriculum == "climd":
                 sched, score_tag = SCHEDULES[tag]
                 scores[score_tag] = SCORES[score_tag]
-                dists = True
+                dists[None] = {}
+                if tag in GAMMAS:
+                    dists[tag] = {"gamma": GAMMAS[tag], "tag": tag}
                 schedules[tag] = {**sched, **({"score-tag": score_tag} if score_tag else {})}
             elif curriculum in PACINGS:
                 scores[None] = SCORES[None]
                 schedules[f"pacing:{curriculum}"] = {"pacing": curriculum, "buckets": BUCKETS}
         out = [("score", {**opts, **({"tag": t} if t else {})}) for t, opts in scores.items()]
-        out += [("fit-dist", {})] if dists else []
+        out += [("fit-dist", opts) for opts in dists.values()]
         for tag, opts in schedules.items():
             named = {} if tag is None or tag.startswith("pacing:") else {"tag": tag}
             out.append(("schedule", {"epochs": self.epochs, **opts, **named}))

@@ -21,7 +21,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "encode": {"data": "path", "format": "str", "modalities": "list", "task": "str", "derm-tabular": "str",
                "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
-               "resplit": "int",
+               "resplit": "int", "shared-run": "str",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "exif-orientation": "bool",
                "image-stages": "bool", "stage-grid": "int",
@@ -120,6 +120,11 @@ def run_upstream(store: RunStore, stage: str, opts: dict, force: bool = False) -
 
             return shards.run_sharded(store, *encode_args(opts), count=opts["shards"],
                                       index=opts.get(SHARD_INDEX), force=force)
+        if opts.get("shared-run"):             # image/text features copied from that run's encode.shared
+            from . import encode_shared
+
+            return encode_shared.run_replicate(store, *encode_args(opts), RunStore(store.cache_dir, opts["shared-run"]),
+                                               force=force)
         from . import encode
 
         return encode.run(store, *encode_args(opts), force=force)
@@ -206,7 +211,7 @@ def _inputs_match(stage: str, opts: dict, artifact: Artifact) -> bool:
 def upstream_command(stage: str, run: str, opts: dict) -> str:
     """The `climd <stage>` command these options stand for (recorded in the artifact's meta.json)."""
     parts = ["climd", stage, "--run", run]
-    opts = dict(opts)
+    opts = {k: v for k, v in opts.items() if k != "shared-run"}   # the same artifact as a plain encode
     if opts.get("shards"):
         count, index = opts.pop("shards"), opts.pop(SHARD_INDEX, None)
         parts += [f"--shard {index}/{count}"] if index is not None else ["--merge", f"--shards {count}"]

@@ -114,6 +114,45 @@ def test_dry_run_json_lists_tasks_with_stage(tmp_path, cache, cli):
     assert result.exit_code == 0, result.output
     tasks = json.loads(result.stdout)["tasks"]
     assert all("stage" in t for t in tasks)
-    assert [t["stage"] for t in tasks].count("encode") == 2
+    assert [t["stage"] for t in tasks].count("replicate") == 2 and "encode" not in [t["stage"] for t in tasks]
     assert sum(t["count"] for t in tasks if t["stage"] == "train") == 10
     assert not (cache / "study-r0").exists()                     # a dry run builds nothing
+
+
+def test_images_are_encoded_once_per_data_set(tmp_path, cache, cli):
+    """Two replicates of an image data set: one image encode (encode.shared); each replicate's encode
+    copies its features, keyed as a plain `climd encode` of that replicate, which reuses it, and whose
+    features are the same numbers."""
+    import h5py
+    import numpy as np
+
+    from stages import encode_shared
+    from stages.store import RunStore
+    from stages.sweep_stages import run_upstream
+
+    manifest = datagen.manifest(tmp_path / "img", n=24, image=True)
+    fast = {"random-init": True, "image-size": 32, "device": "cpu", "batch-size": 8}
+    dry = cli("compare", "--data", manifest, "--replicates", "2", "--panel", "quick", "--dry-run", "--json",
+              *[x for k, v in fast.items() for x in ("--encode-option", f"{k}={v}")])
+    assert dry.exit_code == 0, dry.output
+    stages = [t["stage"] for t in json.loads(dry.stdout)["tasks"]]
+    assert stages.count("encode") == 1 and stages.count("replicate") == 2
+    built = []
+    for k in (0, 1):
+        opts = {"data": str(manifest), "resplit": k, "seed": k, "val-fraction": 0.2, "shared-run": "img-data", **fast}
+        artifact, reused = run_upstream(RunStore(cache, f"img-r{k}"), "encode", opts)
+        assert not reused
+        built.append(artifact)
+    shared = RunStore(cache, "img-data").load(encode_shared.NAME)
+    assert shared.summary["n"] == 24 and built[1].summary["features_from"]["key"] == shared.key
+    # the same replicate, encoded the plain way: the same key (so it is reused) and the same features
+    plain = ["--data", manifest, "--resplit", "1", "--seed", "1", "--val-fraction", "0.2", "--random-init",
+             "--image-size", "32", "--device", "cpu", "--batch-size", "8"]
+    again = cli("encode", "--run", "img-r1", *plain, "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["reused"], again.output
+    fresh = cli("encode", "--run", "other", *plain, "--json")
+    assert json.loads(fresh.stdout)["key"] == built[1].key
+    with h5py.File(built[1].path / "features.h5", "r") as a, h5py.File(cache / "other/encode/features.h5", "r") as b:
+        for name in b["modalities"]:
+            assert np.array_equal(a["modalities"][name][...], b["modalities"][name][...]), name
+        assert list(a["split"].asstr()[...]) == list(b["split"].asstr()[...])
