@@ -132,6 +132,9 @@ class Panel:
     reference: str = "baseline"
     source: str = "default"
     text: str = field(default="", repr=False)
+    folds: int = FOLDS                # score --folds of the out-of-fold rows (climd.oof*)
+    buckets: int = BUCKETS            # schedule --buckets of the pacing rows (baby-step ...)
+    probe_epochs: int | None = None   # score --probe-epochs (None: score's default)
 
     def group(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.group == name]
@@ -143,15 +146,16 @@ class Panel:
             curriculum, tag = row.train.get("curriculum", "climd"), row.train.get("schedule-tag")
             if curriculum == "climd":
                 sched, score_tag = SCHEDULES[tag]
-                scores[score_tag] = SCORES[score_tag]
+                scores[score_tag] = {k: (self.folds if k == "folds" else v) for k, v in SCORES[score_tag].items()}
                 dists[None] = {}
                 if tag in GAMMAS:
                     dists[tag] = {"gamma": GAMMAS[tag], "tag": tag}
                 schedules[tag] = {**sched, **({"score-tag": score_tag} if score_tag else {})}
             elif curriculum in PACINGS:
                 scores[None] = SCORES[None]
-                schedules[f"pacing:{curriculum}"] = {"pacing": curriculum, "buckets": BUCKETS}
-        out = [("score", {**opts, **({"tag": t} if t else {})}) for t, opts in scores.items()]
+                schedules[f"pacing:{curriculum}"] = {"pacing": curriculum, "buckets": self.buckets}
+        probe = {"probe-epochs": self.probe_epochs} if self.probe_epochs else {}
+        out = [("score", {**opts, **probe, **({"tag": t} if t else {})}) for t, opts in scores.items()]
         out += [("fit-dist", opts) for opts in dists.values()]
         for tag, opts in schedules.items():
             named = {} if tag is None or tag.startswith("pacing:") else {"tag": tag}
@@ -219,18 +223,21 @@ def load_text(text: str, source: str) -> Panel:
 
     if not isinstance(raw, dict):
         raise UsageError(f"{source}: a panel is a YAML mapping", fix="see `climd compare --write-panel panel.yaml`")
-    top = ("epochs", "lr", "reference", *GROUPS)
+    top = ("epochs", "lr", "reference", "folds", "buckets", "probe-epochs", *GROUPS)
     for key in raw:
         if key not in top:
             raise UsageError(f"{where(key)}: unknown key {key!r}", fix=_close(key, top))
+    ints = {}
+    for key, default in (("epochs", 100), ("folds", FOLDS), ("buckets", BUCKETS), ("probe-epochs", 0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "probe-epochs" else 1):
+            raise UsageError(f"{where(key)}: {key} must be an integer >= {0 if key == 'probe-epochs' else 1}, got {value!r}")
+        ints[key] = value
+    epochs = ints["epochs"]
     try:
-        epochs = int(raw.get("epochs", 100))
         lrs = _lrs(raw.get("lr", [DEFAULT_LR]))
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{where('epochs' if 'epochs' in raw else 'lr')}: {exc}",
-                         fix="epochs: an integer >= 1; lr: a list of numbers > 0") from None
-    if epochs < 1:
-        raise UsageError(f"{where('epochs')}: epochs must be >= 1")
+        raise UsageError(f"{where('lr')}: {exc}", fix="lr: a list of numbers > 0") from None
     catalogue, rows = _catalogue(), []
     for group in GROUPS:
         items = raw.get(group) or []
@@ -251,7 +258,8 @@ def load_text(text: str, source: str) -> Panel:
                          fix=_close(reference, [r.name for r in rows]))
     if not any(r.group == "curriculum" for r in rows) or not any(r.group == "non-curriculum" for r in rows):
         raise UsageError(f"{source}: a panel needs at least one curriculum and one non-curriculum row")
-    return Panel(rows=rows, epochs=epochs, reference=reference, source=source, text=text)
+    return Panel(rows=rows, epochs=epochs, reference=reference, source=source, text=text, folds=ints["folds"],
+                 buckets=ints["buckets"], probe_epochs=ints["probe-epochs"] or None)
 
 
 def _lrs(value) -> list[float]:

@@ -145,6 +145,7 @@ def test_images_are_encoded_once_per_data_set(tmp_path, cache, cli):
         built.append(artifact)
     shared = RunStore(cache, "img-data").load(encode_shared.NAME)
     assert shared.summary["n"] == 24 and built[1].summary["features_from"]["key"] == shared.key
+    assert cli("-q", "status", "--run", "img-*").exit_code == 0          # the data set's run is not "missing"
     # the same replicate, encoded the plain way: the same key (so it is reused) and the same features
     plain = ["--data", manifest, "--resplit", "1", "--seed", "1", "--val-fraction", "0.2", "--random-init",
              "--image-size", "32", "--device", "cpu", "--batch-size", "8"]
