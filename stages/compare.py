@@ -26,9 +26,10 @@ from .sweep_grid import TRAIN, Cell, _train_value
 
 log = logging.getLogger("climd")
 VAL_FRACTION = 0.2
-# A rough cost model for --dry-run, measured on 2 CPU cores (ROSMAP, early fusion, batch 32):
-# seconds per optimizer step of one replica inside a batched engine program, and per other task.
-SECONDS_PER_REPLICA_STEP = 0.0012
+# A rough cost model for --dry-run, on 2 CPU cores: a row's engine program of R replicas takes
+# steps x (PROGRAM_STEP + REPLICA_STEP x R) seconds (from make bench's engine rows: BRCA, early fusion,
+# batch 32, one replica 0.6 s of loop for 1,600 steps, ten replicas ~3 s); other tasks a fixed time.
+PROGRAM_STEP, REPLICA_STEP = 0.0002, 0.00017
 SECONDS_PER_IMAGE = 0.05        # image encode at 224 px on CPU (EfficientNet-Lite0)
 SECONDS_PER_TASK = {"encode": 1.0, "replicate": 1.0, "score": 1.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
                     "reference": 0.5, "report": 2.0}
@@ -217,9 +218,9 @@ def plan(s: Setup) -> tuple[list[Task], bool]:
     for row, row_cells in cells(s):
         todo = [c for c in row_cells if c.run in dirty_runs or not _fresh(get, c)]
         reference = not row.lrs
-        per = SECONDS_PER_TASK["reference"] if reference else steps * SECONDS_PER_REPLICA_STEP
-        tasks.append(Task("train", row.name, sorted({c.run for c in row_cells}), len(row_cells), not todo,
-                          per * len(todo)))
+        cost = (SECONDS_PER_TASK["reference"] * len(todo) if reference else
+                 steps * (PROGRAM_STEP + REPLICA_STEP * len(todo)) if todo else 0.0)
+        tasks.append(Task("train", row.name, sorted({c.run for c in row_cells}), len(row_cells), not todo, cost))
         tasks.append(Task("evaluate", row.name, sorted({c.run for c in row_cells}), 2 * len(row_cells), not todo,
                           SECONDS_PER_TASK["evaluate"] * 2 * len(todo)))
     tasks.append(Task("report", str(s.out), s.runs, 1, False, SECONDS_PER_TASK["report"]))

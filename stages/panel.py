@@ -31,6 +31,9 @@ SCHEDULES = {None: ({}, None), "literal": ({"overflow": "drop"}, None), "random"
              "intra": ({}, "intra"), "inter": ({}, "inter"),
              **{tag: ({"dist-tag": tag}, None) for tag in GAMMAS}}
 PACINGS = ("baby-step", "one-pass", "linear", "root", "geom")    # --curriculum P: schedule --pacing P
+# curricula that train from the encode alone (no score or schedule to build first); a curriculum
+# ordered inside training (e.g. a DSRMC row, `--curriculum dsrmc`) goes here, its name in CATALOGUE_OPTIONS
+SCHEDULE_FREE = ("none",)
 BUCKETS = 10
 
 # The methods a panel row may name: `climd train` options (as a grid spells them); the name of each is
@@ -314,7 +317,7 @@ def _row(item, group: str, lrs: list[float], catalogue: dict, where: str, line: 
     if opts.curriculum == "climd" and tag not in SCHEDULES:
         raise UsageError(f"{where}: schedule tag {tag!r} is not one compare builds",
                          fix=_close(tag, [t for t in SCHEDULES if t]))
-    if opts.curriculum not in ("none", "climd", *PACINGS):
+    if opts.curriculum not in (*SCHEDULE_FREE, "climd", *PACINGS):
         raise UsageError(f"{where}: compare does not yet build the schedule of --curriculum {opts.curriculum}",
                          fix=f"use one of none, climd, {', '.join(PACINGS)}")
     from .reference import MODELS
