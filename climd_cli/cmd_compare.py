@@ -58,8 +58,8 @@ def compare(
     """Run the whole protocol on a data set (encode, score, schedules, the panel over its lr grid, evaluation) and write the verdict."""
     import json as jsonlib
 
-    from stages import compare as lib
-    from stages import panel as panels
+    from stages.compare import panel as panels
+    from stages.compare import protocol as lib
     from stages.errors import UsageError, check_choices
 
     if write_panel is not None:
@@ -79,8 +79,8 @@ def compare(
     setup = lib.setup(data, run, replicates, seeds, panels.resolve(panel), cache_dir, out,
                       _encode_options(encode_option), format, split_files)
     if executor == "slurm":
-        from stages import compare_slurm
-        from stages.sweep_slurm import SlurmOptions
+        from stages.compare import slurm as compare_slurm
+        from stages.sweep.slurm import SlurmOptions
 
         from .cmd_sweep import _key_values
 
@@ -101,9 +101,11 @@ def compare(
             typer.echo(f"  {'fresh' if t.fresh else 'to do':5}  {t.stage:8} {runs:14} {t.what}"
                        + ("" if t.fresh else f"  (~{t.seconds:.0f} s)"))
         return
-    from stages import progress
+    from stages.runtime import progress
 
-    result = lib.run(setup, force, n_jobs, progress.task if progress.enabled() else None)
+    from .common import current_command
+
+    result = lib.run(setup, force, n_jobs, progress.task if progress.enabled() else None, current_command())
     info(f"[green]compare[/] {setup.name}: trained {result['trained']}, reused {result['reused']} "
          f"in {result['seconds']:.0f} s; verdict -> {result['out']}/report.md")
     typer.echo(jsonlib.dumps(result) if json else result["out"])
@@ -111,7 +113,7 @@ def compare(
 
 def _encode_options(items: Optional[list[str]]) -> dict:
     from stages.errors import UsageError
-    from stages.sweep_stages import OPTIONS, coerce
+    from stages.sweep.upstream import OPTIONS, coerce
 
     out = {}
     for item in items or []:

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from stages import panel as panels
+from stages.compare import panel as panels
 from stages.errors import UsageError
 from tests import datagen
 
@@ -96,8 +96,8 @@ def test_panel_variant_names_are_the_code_s_names():
     """A row's variant names are exactly what `climd train` names the same options."""
     from dataclasses import asdict
 
-    from stages.compare import Setup, cells
-    from stages.train import TrainOptions
+    from stages.compare.protocol import Setup, cells
+    from stages.pipeline.train import TrainOptions
 
     p = panels.builtin("default")
     s = Setup(data=None, name="x", replicates=1, seeds=[0], panel=p, cache_dir=None, out=None)
@@ -126,9 +126,9 @@ def test_images_are_encoded_once_per_data_set(tmp_path, cache, cli):
     import h5py
     import numpy as np
 
-    from stages import encode_shared
-    from stages.store import RunStore
-    from stages.sweep_stages import run_upstream
+    from stages.pipeline import encode_shared
+    from stages.store.artifacts import RunStore
+    from stages.sweep.upstream import run_upstream
 
     manifest = datagen.manifest(tmp_path / "img", n=24, image=True)
     fast = {"random-init": True, "image-size": 32, "device": "cpu", "batch-size": 8}
