@@ -54,6 +54,16 @@ def test_compare_own_data_then_rerun_reuses_everything(tmp_path, cache, cli):
     assert again_s < 0.1 * first_s, (again_s, first_s)
     assert pd.read_csv(out / "chosen.csv").equals(chosen)
 
+    # a replica lost in flight (its folders gone, as after kill -9 before it finished): only it is redone
+    import shutil
+
+    for folder in ("train", "eval-valid", "eval-test"):
+        shutil.rmtree(cache / "study-r1" / folder / "climd+steps+lr0.001")
+    third = cli("--no-progress", *args, "--json")
+    assert third.exit_code == 0, third.output
+    summary = json.loads(third.stdout)
+    assert summary["trained"] == 1 and summary["reused"] == 14
+
 
 def test_write_panel_round_trip_and_typos_named_by_line(tmp_path, cli):
     path = tmp_path / "panel.yaml"
