@@ -26,12 +26,13 @@ from stages.sweep.grid import TRAIN, Cell, _train_value
 
 log = logging.getLogger("climd")
 VAL_FRACTION = 0.2
-# A rough cost model for --dry-run, on 2 CPU cores: a row's engine program of R replicas takes
-# steps x (PROGRAM_STEP + REPLICA_STEP x R) seconds (from make bench's engine rows: BRCA, early fusion,
-# batch 32, one replica 0.6 s of loop for 1,600 steps, ten replicas ~3 s); other tasks a fixed time.
-PROGRAM_STEP, REPLICA_STEP = 0.0002, 0.00017
+# A rough cost model for --dry-run and the ETA, on 2 CPU cores: a row's engine program of R replicas
+# takes steps x (PROGRAM_STEP + REPLICA_STEP x R) seconds, other tasks a fixed time. Calibrated on the
+# quick panel over 3 ROSMAP replicates (a busy machine: ~60 s, of which ~16 s upstream, ~9 s a row) and
+# on the note (a 730-cell panel over 10 ROSMAP-like resplits: 2.5 min); expect +-50 %.
+PROGRAM_STEP, REPLICA_STEP = 0.002, 0.00025
 SECONDS_PER_IMAGE = 0.05        # image encode at 224 px on CPU (EfficientNet-Lite0)
-SECONDS_PER_TASK = {"encode": 1.0, "replicate": 1.0, "score": 1.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
+SECONDS_PER_TASK = {"encode": 1.0, "replicate": 1.0, "score": 2.0, "fit-dist": 0.1, "schedule": 0.2, "evaluate": 0.05,
                     "reference": 0.5, "report": 2.0}
 
 
