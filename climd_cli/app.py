@@ -65,6 +65,7 @@ def _register():
     app.command("sweep", epilog=cmd_sweep.EPILOG)(cmd_sweep.sweep)
     app.command("status", epilog=cmd_status.EPILOG)(cmd_status.status)
     app.command("compare", epilog=cmd_compare.EPILOG)(cmd_compare.compare)
+    from . import cmd_pool; app.command("pool", epilog=cmd_pool.EPILOG)(cmd_pool.pool)  # noqa: E702
 
 
 _register()

@@ -40,6 +40,7 @@ def compare(
     split_files: Annotated[Optional[str], typer.Option(help="One split file per replicate, a path with {k} (splits/seed{k}.csv) instead of resplits.", rich_help_panel=PROTO, show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option(help="Data layout (default: detected): mogonet | tcga | derm7pt | manifest.", rich_help_panel=PROTO, show_default=False)] = None,
     encode_option: Annotated[Optional[list[str]], typer.Option(help="Another `climd encode` option KEY=VALUE (repeatable), e.g. image-size=224, impute=mean.", rich_help_panel=PROTO)] = None,
+    delta: Annotated[Optional[float], typer.Option(help="Decision margin in macro-F1 points, fixed before running (as `climd report --delta`; default 2).", rich_help_panel=PROTO, show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder of the verdict (default <cache-dir>/NAME-r0/compare).", show_default=False)] = None,
     executor: Annotated[str, typer.Option(help="local: here | slurm: job arrays through `climd sweep`'s submitter.", rich_help_panel=SLURM)] = "local",
     slurm_partition: Annotated[Optional[str], typer.Option(help="Partition.", rich_help_panel=SLURM)] = None,
@@ -77,7 +78,7 @@ def compare(
     if n_jobs == 0:
         raise UsageError("--jobs must be auto or >= 1")
     setup = lib.setup(data, run, replicates, seeds, panels.resolve(panel), cache_dir, out,
-                      _encode_options(encode_option), format, split_files)
+                      _encode_options(encode_option), format, split_files, delta)
     if executor == "slurm":
         from stages.compare import slurm as compare_slurm
         from stages.sweep.slurm import SlurmOptions

@@ -31,9 +31,8 @@ SCHEDULES = {None: ({}, None), "literal": ({"overflow": "drop"}, None), "random"
              "intra": ({}, "intra"), "inter": ({}, "inter"),
              **{tag: ({"dist-tag": tag}, None) for tag in GAMMAS}}
 PACINGS = ("baby-step", "one-pass", "linear", "root", "geom")    # --curriculum P: schedule --pacing P
-# curricula that train from the encode alone (no score or schedule to build first); a curriculum
-# ordered inside training (e.g. a DSRMC row, `--curriculum dsrmc`) goes here, its name in CATALOGUE_OPTIONS
-SCHEDULE_FREE = ("none",)
+# curricula that train from the encode alone (no score or schedule to build first): dsrmc orders its
+# batches inside training; the owner of this fact is stages.pipeline.train
 BUCKETS = 10
 
 # The methods a panel row may name: `climd train` options (as a grid spells them); the name of each is
@@ -56,6 +55,7 @@ CATALOGUE_OPTIONS = [
     *({"curriculum": "climd", "schedule-tag": m, **b} for m in ("intra", "inter") for b in ({}, {"budget": "steps"})),
     *({"curriculum": "climd", "schedule-tag": g} for g in GAMMAS),
     *({"curriculum": p, **b} for p in PACINGS for b in ({}, {"budget": "steps"})),
+    {"curriculum": "dsrmc"},
     {"curriculum": "none"},
     *({"curriculum": "none", "loss": x} for x in ("wce", "focal", "logit-adjusted", "balanced-softmax",
                                                    "ldam-drw", "cb")),
@@ -85,7 +85,7 @@ FULL = {
     "epochs": 100, "lr": ["5e-5", "3e-4", "1e-3", "3e-3"],
     "curriculum": ["climd", "climd.literal", "climd.oof", "climd.zscore", "climd.rank", "climd+steps",
                    "climd+finish20", "climd.oof-zscore+steps+finish20", "climd+la+steps",
-                   "climd.oof-zscore+la-epochprior+steps"],
+                   "climd.oof-zscore+la-epochprior+steps", "dsrmc"],
     "non-curriculum": ["baseline", "baseline+wce", "baseline+focal", "baseline+undersample", "baseline+smote",
                        "baseline+vae", "baseline+la", "baseline+bsm", "baseline+ldam-drw", "baseline+cb",
                        "logreg", "logreg-balanced", "smote-logreg", "hgb-balanced", "brf"],
@@ -317,6 +317,8 @@ def _row(item, group: str, lrs: list[float], catalogue: dict, where: str, line: 
     if opts.curriculum == "climd" and tag not in SCHEDULES:
         raise UsageError(f"{where}: schedule tag {tag!r} is not one compare builds",
                          fix=_close(tag, [t for t in SCHEDULES if t]))
+    from stages.pipeline.train import SCHEDULE_FREE
+
     if opts.curriculum not in (*SCHEDULE_FREE, "climd", *PACINGS):
         raise UsageError(f"{where}: compare does not yet build the schedule of --curriculum {opts.curriculum}",
                          fix=f"use one of none, climd, {', '.join(PACINGS)}")

@@ -48,6 +48,7 @@ class Setup:
     encode_options: dict = field(default_factory=dict)   # extra `climd encode` options (image-size ...)
     format: str | None = None
     split_files: str | None = None     # a split file per replicate: a path with {k} (else: resplits)
+    delta: float | None = None         # the decision margin in metric points (None: the report's default)
 
     def split_file(self, k: int) -> str | None:
         return self.split_files.replace("{k}", str(k)) if self.split_files else None
@@ -64,11 +65,13 @@ class Setup:
 
 def setup(data: Path | None, run: str | None, replicates: int, seeds: int, panel: Panel, cache_dir: Path | None,
           out: Path | None, encode_options: dict | None = None, format: str | None = None,
-          split_files: str | None = None) -> Setup:
+          split_files: str | None = None, delta: float | None = None) -> Setup:
     from stages.core.names import check_name
 
     if replicates < 1 or seeds < 1:
         raise UsageError("--replicates and --seeds must be >= 1")
+    if delta is not None and not 0 <= delta < 100:
+        raise UsageError(f"--delta {delta} is not a margin in metric points", fix="give a number in [0, 100), e.g. --delta 2")
     cache = Path(cache_dir or default_cache_dir()).resolve()
     name = run or _default_name(data, format)
     check_name(name, "--run")
@@ -78,7 +81,7 @@ def setup(data: Path | None, run: str | None, replicates: int, seeds: int, panel
             raise UsageError(f"--encode-option {banned} is set by compare itself (replicate k: resplit k, seed k)")
     s = Setup(data=Path(data).resolve() if data else None, name=name, replicates=replicates,
               seeds=list(range(seeds)), panel=panel, cache_dir=cache, out=Path(out) if out else cache / f"{name}-r0" / "compare",
-              encode_options=opts, format=format, split_files=split_files)
+              encode_options=opts, format=format, split_files=split_files, delta=delta)
     if split_files:
         if "{k}" not in split_files:
             raise UsageError(f"--split-files {split_files!r} has no {{k}}", fix="e.g. --split-files splits/seed{k}.csv")

@@ -4,7 +4,8 @@ with the choices made from the panel instead of typed by hand.
 Per replicate (run, seed), on the validation macro-F1: each row's learning rate (``NAME@tuned``; a row
 with one variant is shown as that variant), the best curriculum variant (``curriculum-best``, among
 every variant of every curriculum row) and the best non-curriculum variant (``noncurriculum-best``).
-Their test metrics are compared, paired by replicate, with the panel's reference (tuned) and with
+Their test metrics are compared, paired by replicate, and decided against ±delta
+(:mod:`stages.report.decision`; ``--delta``, default 2 points), with the panel's reference (tuned) and with
 ``noncurriculum-best``: ``report.md``, ``chosen.csv``, ``paired_vs_<reference>.csv`` and the rest of
 :func:`stages.report.collect.write`.
 """
@@ -16,6 +17,7 @@ import pandas as pd
 
 from stages.report import choose
 from stages.report import collect as report
+from stages.report.decision import DEFAULT_DELTA_POINTS
 from stages.errors import MissingArtifactError
 
 CURRICULUM_BEST, NONCURRICULUM_BEST = "curriculum-best", "noncurriculum-best"
@@ -70,16 +72,23 @@ def write(s, command: str = ""):
     positive = report.positive_class(test.encode)
     rows = report.add_sensitivity(rows, positive)
     order = shown(panel)
-    comparisons = [report.paired(rows, ref, [v for v in order if v != ref]) for ref in references(panel)]
+    delta = (DEFAULT_DELTA_POINTS if s.delta is None else s.delta) / 100
+    others = lambda ref: [v for v in order if v != ref]  # noqa: E731
+    comparisons = [report.paired(rows, ref, others(ref), delta=delta) for ref in references(panel)]
+    diffs = pd.concat([report.differences(rows, ref, others(ref)) for ref in references(panel)], ignore_index=True)
+    picked, optimism, warnings = choose.optimism(pd.concat(chosen, ignore_index=True), valid.rows, test.rows,
+                                                 dict(choices(panel)), delta)
+    for w in warnings:
+        log.warning(w)
     rows = rows[rows.variant.isin(order)]
     table = report.summarise(rows, order)
     title = (f"{s.name}: the best curriculum method against {references(panel)[0]} and against the best "
              f"non-curriculum method (all chosen per replicate on validation)")
     run_info = {"positive_class": positive, "incomplete": [], "unevaluated": [], "choose": info,
-                "panel": panel.source, "n_replicates": s.replicates, "n_seeds": len(s.seeds)}
+                "panel": panel.source, "n_replicates": s.replicates, "n_seeds": len(s.seeds),
+                "delta_points": delta * 100, "optimism": optimism.to_dict(orient="records")}
     extra = _panel_note(panel)
-    return report.write(s.out, rows, table, comparisons, title, command, "test", extra, run_info,
-                        pd.concat(chosen, ignore_index=True))
+    return report.write(s.out, rows, table, comparisons, title, command, "test", extra, run_info, picked, diffs)
 
 
 def _check_complete(test: pd.DataFrame, valid: pd.DataFrame, wanted: set[str], s) -> None:
