@@ -42,6 +42,10 @@ def test_compare_own_data_then_rerun_reuses_everything(tmp_path, cache, cli):
         assert virtual == real
     paired = pd.read_csv(out / "paired_vs_noncurriculum-best.csv")
     assert "curriculum-best" in set(paired.variant) and (paired.n_pairs == 3).all()
+    assert {"delta", "p_worse", "p_equivalent", "p_better", "decision"} <= set(paired.columns)   # issue 22's decisions
+    assert set(paired.decision) <= {"better", "equivalent", "worse", "inconclusive"}
+    diffs = pd.read_csv(out / "differences.csv")
+    assert len(diffs[(diffs.variant == "curriculum-best") & (diffs.reference == "noncurriculum-best")]) == 3
     text = (out / "report.md").read_text()
     assert "curriculum-best" in text and "noncurriculum-best" in text and "climd compare" in text
 
