@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import logging
 
-import pandas as pd
-
-from stages.report import choose
-from stages.report import collect as report
 from stages.report.decision import DEFAULT_DELTA_POINTS
 from stages.errors import MissingArtifactError
 
@@ -49,58 +45,36 @@ def references(panel) -> list[str]:
 
 
 def write(s, command: str = ""):
-    """Collect the evaluations of the replicates, choose on validation, write the report to ``s.out``."""
+    """Choose on validation, pair, decide and write the report to ``s.out`` (:mod:`stages.report.build`,
+    as ``climd report --choose ... --reference ...``); its warnings go to the log."""
+    from stages.report import build
     from stages.store.artifacts import RunStore
 
     stores = [RunStore(s.cache_dir, r) for r in s.runs]
     panel = s.panel
-    wanted = {v for r in panel.rows for v in r.variant_names()}
-    relevant = wanted.__contains__
-    test = report.collect(stores, "test", False, relevant)
-    valid = report.collect(stores, "valid", False, relevant)
-    rows = test.rows[test.rows.variant.isin(wanted)]
-    _check_complete(rows, valid.rows, wanted, s)
-    chosen, info = [], []
-    for name, cands in choices(panel):
-        picks, warnings = choose.per_replicate(valid.rows[valid.rows.variant.isin(cands)],
-                                               rows[rows.variant.isin(cands)], name, cands, METRIC)
-        for w in warnings:
-            log.warning(w)
-        rows = pd.concat([rows, choose.virtual_rows(picks, rows, name)], ignore_index=True)
-        chosen.append(picks)
-        info.append({"name": name, "patterns": cands, "metric": METRIC, "split": "valid", "candidates": cands})
-    positive = report.positive_class(test.encode)
-    rows = report.add_sensitivity(rows, positive)
-    order = shown(panel)
-    delta = (DEFAULT_DELTA_POINTS if s.delta is None else s.delta) / 100
-    others = lambda ref: [v for v in order if v != ref]  # noqa: E731
-    comparisons = [report.paired(rows, ref, others(ref), delta=delta) for ref in references(panel)]
-    diffs = pd.concat([report.differences(rows, ref, others(ref)) for ref in references(panel)], ignore_index=True)
-    picked, optimism, warnings = choose.optimism(pd.concat(chosen, ignore_index=True), valid.rows, test.rows,
-                                                 dict(choices(panel)), delta)
-    for w in warnings:
+    _check_complete(stores, {v for r in panel.rows for v in r.variant_names()}, s.seeds)
+    req = build.Request(references=references(panel), order=shown(panel), choose=choices(panel), choose_metric=METRIC,
+                        delta=DEFAULT_DELTA_POINTS if s.delta is None else s.delta)
+    result = build.build(stores, req)
+    for w in result.warnings:
         log.warning(w)
-    rows = rows[rows.variant.isin(order)]
-    table = report.summarise(rows, order)
+    result.run_info.update(panel=panel.source, n_replicates=s.replicates, n_seeds=len(s.seeds))
     title = (f"{s.name}: the best curriculum method against {references(panel)[0]} and against the best "
              f"non-curriculum method (all chosen per replicate on validation)")
-    run_info = {"positive_class": positive, "incomplete": [], "unevaluated": [], "choose": info,
-                "panel": panel.source, "n_replicates": s.replicates, "n_seeds": len(s.seeds),
-                "delta_points": delta * 100, "optimism": optimism.to_dict(orient="records")}
-    extra = _panel_note(panel)
-    return report.write(s.out, rows, table, comparisons, title, command, "test", extra, run_info, picked, diffs)
+    return build.save(result, s.out, title, command, "test", _panel_note(panel))
 
 
-def _check_complete(test: pd.DataFrame, valid: pd.DataFrame, wanted: set[str], s) -> None:
+def _check_complete(stores, wanted: set[str], seeds: list[int]) -> None:
     """Every (run, seed, variant) of the panel is evaluated on both splits: a choice among fewer
     candidates than the panel names would be silent."""
-    for split, frame in (("test", test), ("valid", valid)):
-        have = set(map(tuple, frame[["run", "seed", "variant"]].itertuples(index=False)))
-        missing = [f"{v} {r}/seed{k}" for r in s.runs for k in s.seeds for v in sorted(wanted) if (r, k, v) not in have]
-        if missing:
-            raise MissingArtifactError(f"{len(missing)} panel cell(s) have no {split} evaluation: "
-                                       f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
-                                       fix="rerun the same `climd compare`; it trains and evaluates what is missing")
+    from stages.store.artifacts import META
+
+    missing = [f"{v} {st.run}/seed{k} ({split})" for split in ("valid", "test") for st in stores for k in seeds
+               for v in sorted(wanted) if not (st.path(f"eval-{split}/{v}/seed{k}") / META).is_file()]
+    if missing:
+        raise MissingArtifactError(f"{len(missing)} panel cell(s) are not evaluated: "
+                                   f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+                                   fix="rerun the same `climd compare`; it trains and evaluates what is missing")
 
 
 def _panel_note(panel) -> str:
