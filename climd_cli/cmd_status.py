@@ -88,6 +88,8 @@ def _table(rows: list[dict], kind: str) -> None:
         for r in rows:
             job = r.get("job")
             shown = f"{job['id']} {job['state'] or ''}".strip() if job else ""
+            if job and job.get("exit_code") is not None and job.get("state") != "COMPLETED":
+                shown += f" (exit {job['exit_code']})"
             table.add_row(r["cell"], _state(r["state"]), shown, r["detail"])
     else:
         for col in ("run", "stage", "name", "state", "detail"):

@@ -123,8 +123,7 @@ def sweep(
             typer.echo("nothing to submit: every cell is fresh")
         return
     entry, submitted = slurm.submit_sweep(g, cache, opts, cells_per_task, log_dir=log_dir, force=force, cadence=cadence)
-    for s in submitted:
-        info(f"[green]submitted[/] {s.stage}: job {s.job_id}, {len(s.tasks)} task(s)")
+    # each "submitted STAGE: job N" line is logged once, by submit_arrays, as it is submitted
     info(f"sweep {g.name}: {entry['plan']}; logs in {entry['log_dir']}; `climd status --sweep {g.name}` follows it"
          if submitted else f"sweep {g.name}: nothing to submit ({entry['plan']})")
     if json:

@@ -51,9 +51,12 @@ def test_slurm_sweep_writes_what_the_local_executor_writes(slurm_cluster, ros_te
     grid = tmp_path / "table.yaml"
     grid.write_text(GRID.format(name="table", train="  - {curriculum: none, epochs: 12}\n  - {curriculum: climd}"))
     _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
-    jobs = _submit(slurm_cluster, grid, cache)
-    assert len(jobs) == 1                                       # one array of 6 one-cell tasks
-    states = slurm_cluster.wait(jobs[0], timeout=300)
+    out = _climd(slurm_cluster, "sweep", grid, "--executor", "slurm", "--slurm-partition", slurm_cluster.partition,
+                 "--slurm-time", "10", "--slurm-cpus", "1", "--cells-per-task", "1", "--cache-dir", cache)
+    jobs = out.stdout.split()
+    assert len(jobs) == 2                    # 6 one-cell tasks, split by the cluster's MaxArraySize (4): 4 + 2
+    assert out.stderr.count(f"job {jobs[0]}") == 1 and out.stderr.count(f"job {jobs[1]}") == 1   # said once
+    states = {**slurm_cluster.wait(jobs[0], timeout=300), **slurm_cluster.wait(jobs[1], timeout=300)}
     assert len(states) == 6 and set(states.values()) == {"COMPLETED"}, states
     for variant in ("baseline", "climd"):
         for seed in range(3):

@@ -280,16 +280,22 @@ def test_help_has_examples(cli, command):
 
 
 def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path, monkeypatch):
-    """Two writers must not train one folder: cells of a pending/running SLURM task are skipped."""
-    from stages import sweep_slurm
+    """Two writers must not train one folder: cells of a pending/running SLURM task are skipped (the
+    scheduler's word from squeue, which answers with or without accounting); a task pending on a
+    dependency that can never be satisfied is not busy: it will never run."""
+    from stages import sweep_jobs, sweep_slurm
     from stages.sweep import write_record
 
     grid = load_grid(write(tmp_path, GRID))
     tasks = [{"task": 0, "job_id": "77_0", "does": ["ros/baseline/seed0", "ros/baseline/seed1"]},
-             {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]}]
+             {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]},
+             {"task": 2, "job_id": "77_2", "does": ["ros/baseline+wce/seed1"]}]
     write_record(grid, ros.parent, {"executor": "slurm", "cluster": "slurm",
                                     "arrays": [{"stage": "train", "job_id": "77", "tasks": tasks}]})
-    monkeypatch.setattr(sweep_slurm, "job_states", lambda ids, env=None: {"77_0": "RUNNING", "77_1": "FAILED"})
+    queue = {"77_0": {"state": "RUNNING", "reason": None}, "77_1": {"state": "FAILED", "reason": "NonZeroExitCode"},
+             "77_2": {"state": "PENDING", "reason": "DependencyNeverSatisfied"}}
+    monkeypatch.setattr(sweep_jobs, "_squeue", lambda env: queue)
+    monkeypatch.setattr(sweep_jobs, "_run", lambda command, env: None)     # no sacct, no scontrol
     plan, arrays, busy = sweep_slurm.prepare_submission(grid, ros.parent)
     assert busy == ["ros/baseline/seed0", "ros/baseline/seed1"]
     assert sorted(k for a in arrays for t in a.labels() for k in t) == sorted(
