@@ -162,25 +162,32 @@ def explain(job: dict, state: dict, record: dict, run: str, states: dict[str, di
     if state.get("reason") == NEVER or (s == "CANCELLED" and job.get("after") and _failed_upstream(job, record, run, states)):
         cause = _failed_upstream(job, record, run, states)
         verb = "cancelled" if s == "CANCELLED" else "pending forever"
-        return (f"never runs: job {job['job_id']} {verb}, "
-                + (f"its {cause[0]} job {cause[1]} failed" + (f" (exit {cause[2]}): {cause[3]}" if cause[3] else "")
-                   if cause else "a job it waited for did not succeed"))
+        if not cause:
+            return f"never runs: job {job['job_id']} {verb}: a job it waited for did not succeed"
+        stage, dep, code, message, does = cause
+        return (f"never runs: job {job['job_id']} {verb}: the {stage} job {dep} ({does}) it waited for failed"
+                + (f" with exit {code}" if code is not None else "") + (f": {message}" if message else ""))
     code = state.get("exit_code")
     return (f"job {job['job_id']} {s.lower()}" + (f" with exit {code}" if code is not None else "")
             + (f": {state['message']}" if state.get("message") else ""))
 
 
 def _failed_upstream(job: dict, record: dict, run: str, states: dict[str, dict]):
-    """(stage, job id, exit code, message) of the task of this cell's run, in the arrays its job
-    waited for, that did not succeed."""
+    """(stage, job id, exit code, message, run) of the task that did not succeed in the arrays this
+    cell's job waited for: one that failed (not merely cancelled) first, of this cell's run first."""
     subs = record.get("submissions", [])
     if job.get("submission") is None or job["submission"] >= len(subs):
         return None
+    found = []
     for array in subs[job["submission"]].get("arrays", []):
         if array.get("stage") == job.get("stage"):
             continue
         for task in array.get("tasks", []):
             st = states.get(task["job_id"], {})
-            if st.get("state") in FAILED and any(d == run or d.startswith(run + " ") for d in task.get("does", [])):
-                return array["stage"], task["job_id"], st.get("exit_code"), st.get("message")
-    return None
+            if st.get("state") in FAILED and st.get("reason") != NEVER:
+                mine = any(d == run or d.startswith(run + " ") for d in task.get("does", []))
+                found.append((st["state"] == "CANCELLED", not mine, array["stage"], task["job_id"],
+                              st.get("exit_code"), st.get("message"), ", ".join(task.get("does", []))))
+    if not found:
+        return None
+    return min(found, key=lambda f: f[:2])[2:]

@@ -97,3 +97,48 @@ def test_a_resubmitted_sweep_redoes_only_the_cancelled_task(slurm_cluster, ros_t
     assert {c["state"] for c in _cells(slurm_cluster, cache, "cancel").values()} == {"done"}
     after = {p: p.stat().st_mtime_ns for p in before}
     assert before == after                                      # the two finished cells were not retrained
+
+
+def test_a_task_failing_on_bad_data_exits_3_and_status_names_it_and_what_never_runs(slurm_cluster, tmp_path):
+    """Run `bad` has a NaN: its encode task ends with climd's exit code 3 and message (no traceback);
+    every later array is cancelled (kill-on-invalid-dep, not pending forever); `status --sweep --json`
+    shows the failure with its exit code and message, and for each cell the job that never ran and why."""
+    import numpy as np
+    import pandas as pd
+
+    from tests import datagen
+
+    datagen.tcga(tmp_path / "data" / "good")
+    bad = datagen.tcga(tmp_path / "data" / "bad")
+    rna = pd.read_csv(bad / "rna.csv", index_col=0)
+    rna.iloc[2, 1] = np.nan
+    rna.to_csv(bad / "rna.csv")
+    grid = tmp_path / "fails.yaml"
+    grid.write_text(f"name: fails\nruns: [good, bad]\nseeds: 0\nencode:\n  data: \"{tmp_path}/data/{{run}}\"\n"
+                    "score: {}\nfit-dist: {}\nschedule: {epochs: 2}\ntrain: {curriculum: climd}\n")
+    cache = tmp_path / "c"
+    jobs = _submit(slurm_cluster, grid, cache)
+    assert len(jobs) == 5                                        # encode, score, fit-dist, schedule, train
+    encode = slurm_cluster.wait(jobs[0], timeout=120)
+    assert encode == {f"{jobs[0]}_0": "COMPLETED", f"{jobs[0]}_1": "FAILED"}, encode
+    for job in jobs[1:]:                                         # cancelled, not pending forever
+        assert set(slurm_cluster.wait(job, timeout=60).values()) == {"CANCELLED"}, job
+    shown = slurm_cluster.run(["scontrol", "-o", "show", "job", f"{jobs[0]}_1"]).stdout
+    assert "ExitCode=3:0" in shown, shown
+    log = (cache / "good" / "sweeps" / "fails" / "logs" / f"{jobs[0]}_1_0_log.err").read_text()
+    assert "Traceback" not in log and "error: " in log and "rna.csv" in log and "1 NaN" in log, log
+    out = _climd(slurm_cluster, "status", "--sweep", "fails", "--cache-dir", cache, "--json", check=False)
+    assert out.returncode == 4, out.stderr
+    cells = {c["cell"]: c for c in json.loads(out.stdout)["cells"]}
+    assert set(cells) == {"good/climd/seed0", "bad/climd/seed0"}
+    for key, cell in cells.items():
+        job = cell["job"]
+        assert job["id"].startswith(jobs[4] + "_") and job["state"] == "CANCELLED", cell
+        assert f"the encode job {jobs[0]}_1 (bad) it waited for failed with exit 3" in job["explain"], cell
+        assert "rna.csv" in job["explain"] and job["explain"] in cell["detail"], cell
+    # without the scheduler (its memory of the jobs gone): the failure record of the task still answers
+    from stages.sweep_jobs import job_states
+
+    states = job_states({f"{jobs[0]}_1": {"log_dir": str(cache / "good" / "sweeps" / "fails" / "logs")}},
+                        env={"PATH": "/nonexistent"})
+    assert states[f"{jobs[0]}_1"]["state"] == "FAILED" and states[f"{jobs[0]}_1"]["exit_code"] == 3
