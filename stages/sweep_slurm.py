@@ -47,6 +47,9 @@ class SlurmOptions:
     def parameters(self) -> dict:
         """The submitit parameters (``AutoExecutor.update_parameters``) of every array."""
         p: dict = {"timeout_min": parse_time(self.time)}
+        # --signal=USR2@N: N s before the time limit a task checkpoints and requeues (stages/sweep_task.py);
+        # submitit's 90 s, or a quarter of a shorter limit
+        p["slurm_signal_delay_s"] = min(90, p["timeout_min"] * 15)
         if self.cpus is not None:
             p["cpus_per_task"] = self.cpus
         if self.gpus:

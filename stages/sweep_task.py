@@ -65,7 +65,7 @@ class SweepTask:
             return run_task(spec)
         except InterruptedRun as exc:
             if self.preempted:
-                self._requeue(job, str(exc))
+                self._requeue(job, exc.message)
             self._fail(job, exc)
         except ClimdError as exc:
             self._fail(job, exc)

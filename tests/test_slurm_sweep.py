@@ -142,3 +142,41 @@ def test_a_task_failing_on_bad_data_exits_3_and_status_names_it_and_what_never_r
     states = job_states({f"{jobs[0]}_1": {"log_dir": str(cache / "good" / "sweeps" / "fails" / "logs")}},
                         env={"PATH": "/nonexistent"})
     assert states[f"{jobs[0]}_1"]["state"] == "FAILED" and states[f"{jobs[0]}_1"]["exit_code"] == 3
+
+
+@pytest.mark.slow
+def test_a_preempted_train_task_checkpoints_requeues_and_ends_bit_identical(slurm_cluster, ros_template, tmp_path):
+    """USR2 is what `--signal=USR2@N` sends N s before the time limit (and what a preempting
+    scheduler is told to send): the task finishes its epoch, checkpoints, requeues itself, and the
+    requeued task resumes; its artifacts equal an uninterrupted local run's byte for byte."""
+    cache, local = tmp_path / "slurm", tmp_path / "local"
+    shutil.copytree(ros_template, cache)
+    shutil.copytree(ros_template, local)
+    grid = tmp_path / "preempt.yaml"
+    grid.write_text(GRID.replace("0-2", "0").format(name="preempt", train="  - {curriculum: climd, lr: 1e-3}"))
+    _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
+    [job] = _submit(slurm_cluster, grid, cache, "--checkpoint-every", "1", env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.4"})
+    record = json.loads((cache / "ros/sweeps/preempt/sweep.json").read_text())
+    [[task]] = [[t["job_id"] for t in a["tasks"]] for a in record["submissions"][-1]["arrays"]]   # "N" (one task)
+    ckpt = cache / "ros/train/climd+lr0.001/seed0/checkpoint.json"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:        # training, past its first epoch
+        time.sleep(0.1)
+    assert ckpt.exists(), slurm_cluster.logs(15)
+    slurm_cluster.run(["scancel", "--signal=USR2", task])
+    # SLURM makes a requeued job eligible 121 s later; the test moves that to now
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Reason=BeginTime" not in \
+            slurm_cluster.run(["scontrol", "-o", "show", "job", task]).stdout:
+        time.sleep(0.2)
+    slurm_cluster.run(["scontrol", "update", f"JobId={task}", "StartTime=now"])
+    assert slurm_cluster.wait(job, timeout=180) == {task: "COMPLETED"}
+    shown = slurm_cluster.run(["scontrol", "-o", "show", "job", task]).stdout
+    assert "Restarts=1" in shown, shown
+    log = (cache / "ros/sweeps/preempt/logs" / f"{task}_0_log.err").read_text()
+    assert "requeued" in log and "resum" in log.lower() and "Traceback" not in log, log
+    rel = "ros/train/climd+lr0.001/seed0"
+    for name in ("model.safetensors", "history.csv"):
+        assert (cache / rel / name).read_bytes() == (local / rel / name).read_bytes(), name
+    assert (cache / "ros/eval-test/climd+lr0.001/seed0/metrics.json").read_bytes() == \
+        (local / "ros/eval-test/climd+lr0.001/seed0/metrics.json").read_bytes()

@@ -174,7 +174,7 @@ def test_slurm_dry_run_prints_the_arrays_without_submitting(cli, ros, tmp_path):
     out = json.loads(r.stdout)
     assert out["plan"] == "6 cells: 0 fresh, 6 to train"
     [array] = out["arrays"]
-    assert array["parameters"] == {"timeout_min": 90, "cpus_per_task": 4, "gpus_per_node": 1,
+    assert array["parameters"] == {"timeout_min": 90, "slurm_signal_delay_s": 90, "cpus_per_task": 4, "gpus_per_node": 1,
                                    "slurm_partition": "gpu", "slurm_array_parallelism": 2,
                                    "slurm_additional_parameters": {"mem": "16G"}, "name": "climd-small-train"}
     # default: one task per option set, holding all its seeds
