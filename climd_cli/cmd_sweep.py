@@ -120,7 +120,8 @@ def sweep(
             for task in array["tasks"]:
                 typer.echo(f"  task {task['task']} ({len(task['does'])}): {' '.join(task['does'])}")
         if not described:
-            typer.echo("nothing to submit: every cell is fresh")
+            typer.echo("nothing to submit: " + (f"{len(busy)} cell(s) still queued or running from an earlier "
+                                                "submission, the others fresh" if busy else "every cell is fresh"))
         return
     entry, submitted = slurm.submit_sweep(g, cache, opts, cells_per_task, log_dir=log_dir, force=force, cadence=cadence)
     # each "submitted STAGE: job N" line is logged once, by submit_arrays, as it is submitted

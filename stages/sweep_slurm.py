@@ -162,8 +162,9 @@ def check_slurm(env: Mapping[str, str] | None = None) -> None:
         if shutil.which(tool, path=path) is None:
             raise UsageError(f"`{tool}` is not on PATH: --executor slurm submits job arrays with SLURM's "
                              f"{tool} (through submitit), and this machine has no SLURM client",
-                             fix="run on the cluster's login node (or `module load slurm`), use --executor "
-                                 "local to train here, or --dry-run to see the jobs")
+                             fix="run on the cluster's login node (or `module load slurm`), `make slurm-up` to try "
+                                 "SLURM on this machine (docs/sweeps.md), --executor local to train here, or "
+                                 "--dry-run to see the jobs")
 
 
 @dataclass
@@ -213,7 +214,8 @@ def submit_arrays(job_arrays: list[Array], parameters: dict, folder: Path, env: 
                     jobs = executor.map_array(SweepTask(), specs)
                 except Exception as exc:          # sbatch refused the job: bad partition, time, account ...
                     raise UsageError(f"sbatch refused the {array.stage} array: {str(exc).strip()[-600:]}",
-                                     fix="check that `sbatch` works here, and --slurm-partition, --slurm-time, --slurm-cpus, "
+                                     fix="check that `sbatch` works here (no configuration source: `make slurm-up` starts one on this "
+                                         "machine, docs/sweeps.md), and --slurm-partition, --slurm-time, --slurm-cpus, "
                                          "--slurm-gpus and --slurm-option (`climd sweep ... --dry-run` shows them)") from None
                 offset = sum(len(p) for p in parts[:k])
                 tasks = [{"task": offset + i, "job_id": str(j.job_id), "does": labels[offset + i]}

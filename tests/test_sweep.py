@@ -270,7 +270,8 @@ def test_upstream_stages_run_before_training_and_are_then_known_fresh(cli, cache
 
 def test_example_grids_are_valid():
     counts = {p.stem: len(load_grid(p).cells) for p in (ROOT / "examples" / "grids").glob("*.yaml")}
-    assert counts == {"brca-table2": 60, "brca-table4": 85, "rosmap-table2-lr": 160, "derm7pt-shards": 6}
+    assert counts == {"brca-table2": 60, "brca-table4": 85, "rosmap-table2-lr": 160, "derm7pt-shards": 6,
+                      "try-slurm": 4}
 
 
 @pytest.mark.parametrize("command", ["sweep", "status"])
