@@ -40,7 +40,8 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
-    from stages import progress, threads
+    from stages.runtime import progress
+    from stages.runtime import threads
 
     threads.configure()            # before any library starts a thread pool
     common.setup_logging(quiet, debug)

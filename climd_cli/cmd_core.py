@@ -43,8 +43,8 @@ def score(
     json: JsonOpt = False,
 ):
     """Score every training sample's difficulty r(x_i) (stage 2, Eq. 1-4)."""
-    from stages import score as stage
-    from stages.probes import ProbeOptions
+    from stages.pipeline import score as stage
+    from stages.method.probes import ProbeOptions
 
     opts = stage.ScoreOptions(folds=folds, measure=measure, combine=combine, easy=easy, seed=seed,
                               probe=ProbeOptions(hidden=probe_hidden, epochs=probe_epochs, lr=probe_lr,
@@ -79,7 +79,7 @@ def fit_dist(
     json: JsonOpt = False,
 ):
     """Fit the training class distribution to the power law: alpha(T) (stage 3, Eq. 5-6)."""
-    from stages import fit_dist as stage
+    from stages.pipeline import fit_dist as stage
 
     for st in runs(run, cache_dir):
         artifact, reused = stage.run(st, gamma, tag, force)
@@ -124,7 +124,7 @@ def schedule(
     json: JsonOpt = False,
 ):
     """Write the per-epoch training subsets (stage 4, Eq. 7 or a pacing baseline)."""
-    from stages import schedule as stage
+    from stages.pipeline import schedule as stage
 
     opts = stage.ScheduleOptions(epochs=epochs, pacing=pacing, overflow=overflow, order=order,
                                  order_seed=order_seed, buckets=buckets, c0=c0)

@@ -69,8 +69,8 @@ def encode(
     json: JsonOpt = False,
 ):
     """Turn every modality into features in one HDF5 file (stage 1)."""
-    from stages import encode as stage
-    from stages.adapters import DataOptions
+    from stages.pipeline import encode as stage
+    from stages.data.adapters import DataOptions
 
     data_opts = DataOptions(format=format, modalities=modalities.split(",") if modalities else None,
                             split_file=split_file, test_size=test_size, split_seed=seed,
@@ -96,7 +96,7 @@ def encode(
 
 
 def _sharded(st, data, data_opts, opts, shard: Optional[str], merge: bool, count: Optional[int], force: bool):
-    from stages import shards as sharding
+    from stages.pipeline import shards as sharding
     from stages.errors import UsageError
 
     if shard is not None and (merge or count is not None):

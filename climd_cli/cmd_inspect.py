@@ -31,11 +31,11 @@ def inspect(
     json: JsonOpt = False,
 ):
     """Show any artifact's provenance and a summary of its content."""
-    from stages import inspect as lib
+    from stages.report import inspect as lib
 
     v = lib.view(target, store(run, cache_dir) if run else None)
     if plot is not None:
-        from stages import plots
+        from stages.report import plots
 
         plots.class_mix(v.artifact, plot)
         info(f"[green]inspect[/]: wrote {plot}")

@@ -44,8 +44,8 @@ def predict(
     cache_dir: CacheOpt = None,
 ):
     """Predict class probabilities for new, unlabelled samples with a trained model (or a seed ensemble)."""
-    from stages import predict as stage
-    from stages.atomic import atomic_write_text
+    from stages.pipeline import predict as stage
+    from stages.store.atomic import atomic_write_text
     from stages.errors import UsageError
 
     from .common import store

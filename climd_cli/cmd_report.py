@@ -66,10 +66,12 @@ def report(
 
     import pandas as pd
 
-    from stages import choose as chooser
-    from stages import report as lib
+    from stages.report import choose as chooser
+    from stages.report import collect as lib
     from stages.errors import UsageError
-    from stages.store import _command_line, default_cache_dir
+    from stages.store.artifacts import default_cache_dir
+
+    from climd_cli.common import current_command
 
     root = cache_dir or default_cache_dir()
     stores = lib.expand_runs(root, run)
@@ -117,9 +119,9 @@ def report(
     chosen_all = pd.concat(chosen, ignore_index=True) if chosen else None
     run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
                 "choose": choose_info}
-    lib.write(target, rows, table, comparisons, name, _command_line(), split, extra, run_info, chosen_all)
+    lib.write(target, rows, table, comparisons, name, current_command(), split, extra, run_info, chosen_all)
     if plot_recall is not None:
-        from stages import plots
+        from stages.report import plots
 
         plots.recall_by_class(rows, table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
     if json:
@@ -145,7 +147,7 @@ def _problems(col, split: str, unevaluated: bool = True) -> None:
 
 
 def _paired_warnings(comp) -> None:
-    from stages import stats
+    from stages.report import stats
 
     if comp.empty:
         return
@@ -168,7 +170,7 @@ def _paired_warnings(comp) -> None:
 def _print_tables(name, split, table, comparisons, chosen) -> None:
     from rich.table import Table
 
-    from stages import report_md as md
+    from stages.report import markdown as md
 
     console = _console()
     cols = md.metric_columns(table)
@@ -231,10 +233,10 @@ def select(
     cache_dir: CacheOpt = None,
 ):
     """Choose among variants on the validation split, by the mean over replicates (or --per-replicate); prints the winner."""
-    from stages import choose as chooser
-    from stages import report as lib
+    from stages.report import choose as chooser
+    from stages.report import collect as lib
     from stages.errors import UsageError
-    from stages.store import default_cache_dir
+    from stages.store.artifacts import default_cache_dir
 
     if name and len(name) != len(candidates):
         raise UsageError("give one --name per --candidates")
@@ -274,7 +276,7 @@ def select(
 
 
 def _param(stores, run: str, variant: str, seed: int, param: str):
-    from stages import train as train_stage
+    from stages.pipeline import train as train_stage
 
     store = next(s for s in stores if s.run == run)
     return store.read(train_stage.artifact_name(variant, seed)).params.get(param)

@@ -45,24 +45,25 @@ def status(
     """Show every artifact's state (fresh, stale, incomplete, corrupt, missing) or a sweep's cells; exit non-zero unless all fresh."""
     import json as jsonlib
 
-    from stages import status as lib
+    from stages.store import status as lib
     from stages.errors import UsageError
 
     if sweep and grid:
         raise UsageError("--sweep and --grid both name the sweep", fix="give one of them")
     if sweep or grid:
-        from stages import sweep as sweeps
+        from stages.sweep import run as sweeps
+        from stages.sweep import status as cells
 
         if grid:
-            from stages.sweep_grid import load_grid
+            from stages.sweep.grid import load_grid
 
             g = load_grid(grid)
             path = sweeps.record_path(g, cache_dir)
             record = sweeps.read_record(path) if path.exists() else {}
-            rows, kind = lib.sweep_status(path.parents[3], record, g), "cells"
+            rows, kind = cells.sweep_status(path.parents[3], record, g), "cells"
         else:
             path = sweeps.find_record(cache_dir, sweep, run)       # <cache>/<run>/sweeps/<name>/sweep.json
-            rows, kind = lib.sweep_status(path.parents[3], sweeps.read_record(path)), "cells"
+            rows, kind = cells.sweep_status(path.parents[3], sweeps.read_record(path)), "cells"
     else:
         rows, kind = lib.runs_status(cache_dir, run or "*"), "artifacts"
     code = lib.exit_code(r["state"] for r in rows)
@@ -104,6 +105,6 @@ def _state(state: str) -> str:
 
 
 def _title(rows: list[dict]) -> str:
-    from stages.status import counts
+    from stages.store.status import counts
 
     return ", ".join(f"{n} {s}" for s, n in counts(rows).items()) or "nothing found"

@@ -65,10 +65,10 @@ def sweep(
     """Run a grid of runs x train option sets x seeds, here or as SLURM job arrays; fresh cells are skipped."""
     import json as jsonlib
 
-    from stages.engine import Cadence
+    from stages.engine.loop import Cadence
     from stages.errors import UsageError, check_choices
-    from stages.store import default_cache_dir
-    from stages.sweep_grid import load_grid
+    from stages.store.artifacts import default_cache_dir
+    from stages.sweep.grid import load_grid
 
     check_choices((executor, ("local", "slurm"), "--executor"))
     n_jobs = None if jobs == "auto" else (int(jobs) if jobs.isdigit() and int(jobs) >= 1 else 0)
@@ -89,8 +89,8 @@ def sweep(
     if executor == "local":
         if dry_run:
             return _dry_run_local(g, cache, force, json)
-        from stages import progress
-        from stages.sweep import run_local
+        from stages.runtime import progress
+        from stages.sweep.run import run_local
 
         entry = run_local(g, cache, force, n_jobs, cadence, progress.task if progress.enabled() else None)
         info(f"[green]sweep[/] {g.name}: trained {len(entry['trained'])}, reused {len(entry['reused'])}"
@@ -101,7 +101,7 @@ def sweep(
             for path in entry["paths"].values():
                 typer.echo(path)
         return
-    from stages import sweep_slurm as slurm
+    from stages.sweep import slurm
 
     opts = slurm.SlurmOptions(partition=slurm_partition, time=slurm_time or "60", cpus=slurm_cpus, gpus=slurm_gpus,
                               array_parallelism=slurm_array_parallelism, extra=_key_values(slurm_option))
@@ -137,7 +137,7 @@ def sweep(
 def _dry_run_local(g, cache: Path, force: bool, as_json: bool) -> None:
     import json as jsonlib
 
-    from stages.sweep import plan
+    from stages.sweep.run import plan
 
     p = plan(g, cache, force)
     upstream = {stage: runs for stage, runs in p.upstream.items() if runs}

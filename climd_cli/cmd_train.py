@@ -102,10 +102,10 @@ def train(
     """Train a multimodal model on the curriculum (stage 5); one artifact per variant and seed."""
     import json as jsonlib
 
-    from stages import train as stage
-    from stages.engine import Cadence
+    from stages.pipeline import train as stage
+    from stages.engine.loop import Cadence
     from stages.errors import UsageError
-    from stages.store import default_cache_dir
+    from stages.store.artifacts import default_cache_dir
 
     if variant and variant_prefix:
         raise UsageError("--variant and --variant-prefix both name the variants", fix="give one of them")
@@ -131,7 +131,7 @@ def train(
         return command_line({"run": run_name, "lr": f"{opts.lr:g}", "seed": s, "seeds": None, "seed_from_env": None,
                              "jobs": "auto"})
 
-    from stages import progress
+    from stages.runtime import progress
 
     if variant_prefix:
         variant = {id(o): f"{variant_prefix}@lr{o.lr:g}" for o in configs}
@@ -189,9 +189,9 @@ def evaluate(
     """Evaluate final-epoch models on the held-out split (stage 6)."""
     import json as jsonlib
 
-    from stages import evaluate as stage
+    from stages.pipeline import evaluate as stage
     from stages.errors import MissingArtifactError, StaleArtifactError
-    from stages.store import expand_runs
+    from stages.store.artifacts import expand_runs
 
     def wanted(name: str) -> bool:                  # "train/<variant>/seed<k>"
         parts = name.split("/")

@@ -45,7 +45,7 @@ _QUIET = [False]
 
 
 def _threads(value: Optional[int]) -> Optional[int]:
-    from stages import threads
+    from stages.runtime import threads
 
     threads.configure(value)
     return value
@@ -67,15 +67,22 @@ def info(message: str) -> None:
         err.print(message, highlight=False)
 
 
+_COMMAND_LINE = [""]      # the running command as the user could retype it (set by @command)
+
+
+def current_command() -> str:
+    """The command line being run, for the provenance of the artifacts it writes (passed to the
+    library explicitly: :class:`stages.store.artifacts.RunStore` ``command``)."""
+    return _COMMAND_LINE[0]
+
+
 def command(fn):
     """Turn library errors into one clear message and a documented exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from stages.store import set_command_line
-
         ctx = _current_context()
-        set_command_line(_command_line(ctx) if ctx is not None else "")
+        _COMMAND_LINE[0] = _command_line(ctx) if ctx is not None else ""
         try:
             return fn(*args, **kwargs)
         except ClimdError as exc:
@@ -186,12 +193,12 @@ def setup_logging(quiet: bool, debug: bool) -> None:
 
 
 def runs(pattern: str, cache_dir: Optional[Path]):
-    from stages.store import expand_runs
+    from stages.store.artifacts import expand_runs
 
-    return expand_runs(cache_dir, pattern)
+    return expand_runs(cache_dir, pattern, current_command())
 
 
 def store(run: str, cache_dir: Optional[Path]):
-    from stages.store import RunStore
+    from stages.store.artifacts import RunStore
 
-    return RunStore(cache_dir, run)
+    return RunStore(cache_dir, run, current_command())

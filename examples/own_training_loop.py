@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from stages import features
+from stages.data import features
 from stages.sampler import CurriculumSampler
-from stages.store import RunStore
+from stages.store.artifacts import RunStore
 
 p = argparse.ArgumentParser(description="Train a late-fusion model on a climd schedule.")
 p.add_argument("--run", required=True)

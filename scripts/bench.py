@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--only-images", action="store_true", help="only the image encode rows")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from stages import threads
+    from stages.runtime import threads
 
     import torch
 

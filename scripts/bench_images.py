@@ -65,7 +65,8 @@ def end_to_end(manifest: Path, device: str, batch: int, env: dict) -> tuple[floa
 def cpu_limits(paths: list[Path], encoder, threads: int, batch: int = 32) -> dict:
     import torch
 
-    from stages.encoders import image, image_batch
+    from stages.encoders import image
+    from stages.encoders import image_batch
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -155,7 +156,7 @@ def image_section(env: dict, n: int, gpu_n: int, lines: list[str]) -> None:
 
 def _measure(kind: str, manifest: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from stages import threads
+    from stages.runtime import threads
 
     n = threads.configure()                      # before torch is imported, as every climd command does
     import torch

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.adapters import DataOptions, load_dataset  # noqa: E402
+from stages.data.adapters import DataOptions, load_dataset  # noqa: E402
 
 DATASETS = ("brca", "kipan", "lgg")
 

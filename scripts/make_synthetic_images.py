@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="processes (default: the CPUs climd may use)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from stages import threads
+    from stages.runtime import threads
 
     rows = plan(args.n, sources(args.source), args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
-"""climd library: one module per pipeline stage, importable without the CLI.
+"""climd library, by concern (layers point down; CONTRIBUTING.md): errors, core, runtime, store, data,
+encoders, models, engine, method, pipeline (one module per stage), report, sweep. Importable without the CLI.
 
     encode -> score -> fit-dist -> schedule -> train -> evaluate -> report
 """
 import os
 
-__version__ = "0.1.0"
+from stages.core.version import __version__  # noqa: F401  (one owner: stages/core/version.py)
 
 # HDF5 file locking fails on many cluster file systems (NFS, Lustre, GPFS); our writers are
 # guarded by atomic renames instead.

@@ -5,7 +5,7 @@
     loader = DataLoader(dataset, batch_size=32, sampler=sampler)     # sampler.set_epoch(t) per epoch
 
 Epoch t yields the rows of the schedule's ``epoch_t.txt`` in exactly the order ``climd train --seed
-k`` uses (:mod:`stages.order`): replica seed k -> its ``order`` stream, one draw per epoch, epoch after
+k`` uses (:mod:`stages.engine.order`): replica seed k -> its ``order`` stream, one draw per epoch, epoch after
 epoch. With ``DataLoader(batch_size=B)`` the batches are climd's batches for ``--batch-size B``;
 :class:`CurriculumBatchSampler` also reproduces ``--budget steps`` and ``--finish-epochs``.
 
@@ -22,22 +22,22 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import features, order
-from .errors import DataError, MissingArtifactError, UsageError, check_choices
-from .names import check_name
-from .schedule import STAGE as SCHEDULE_STAGE
-from .schedule import epoch_file
-from .store import Artifact, RunStore
+from stages.data import features
+from stages.engine import order
+from stages.errors import DataError, MissingArtifactError, UsageError, check_choices
+from stages.core.names import check_name
+from stages.pipeline.schedule import STAGE as SCHEDULE_STAGE
+from stages.store.layout import epoch_file, read_epoch_ids
+from stages.store.artifacts import Artifact, RunStore
 
 BUDGETS = ("epochs", "steps")
 FIRST_EPOCH = (0, 1)
 
 
 def read_ids(path: Path | str) -> list[str]:
-    """The ids of one epoch file: one id per line (ids may contain spaces)."""
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.split("\n")
-    return lines[:-1] if text.endswith("\n") else lines
+    """The ids of one epoch file: one id per line (ids may contain spaces); an empty file is an empty
+    epoch (the same reader the engine uses)."""
+    return read_epoch_ids(path)
 
 
 def _few(values, k: int = 5) -> str:

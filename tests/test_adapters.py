@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.adapters import EMBEDDED_ROSMAP, DataOptions, detect_format, load_dataset
-from stages.adapters.derm7pt import DIAG5
+from stages.data.adapters import EMBEDDED_ROSMAP, DataOptions, detect_format, load_dataset
+from stages.data.adapters.derm7pt import DIAG5
 
 from . import datagen
 from .conftest import shared

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from stages.models import InputSpec, build
-from stages.models.hrm import (crossmodal_prototype_loss, hrm_losses, prototypes, sample_loss,
-                               unimodal_prototype_loss)
+from stages.models.hrm import (crossmodal_prototype_loss, hrm_losses, prototypes, sample_loss, unimodal_prototype_loss)
 
 from . import datagen
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages.adapters import DataOptions, load_dataset
-from stages.adapters.derm7pt_inputs import CHECKLIST, METADATA
+from stages.data.adapters import DataOptions, load_dataset
+from stages.data.adapters.derm7pt_inputs import CHECKLIST, METADATA
 
 from .conftest import shared
 

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from stages import features
+from stages.data import features
 
 from . import datagen
 from .conftest import shared

@@ -18,8 +18,8 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
-from stages import metrics
-from stages.store import RunStore
+from stages.core import metrics
+from stages.store.artifacts import RunStore
 
 
 # -- the real pipeline, built once ---------------------------------------------------------------

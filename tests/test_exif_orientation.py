@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from stages.encoders import image, image_batch, pixels
+from stages.encoders import image
+from stages.encoders import image_batch
+from stages.encoders import pixels
 
 from . import datagen
 
@@ -116,7 +118,7 @@ def test_encode_sees_a_tagged_photo_like_its_upright_twin(cli, cache, tmp_path):
 
 
 def test_a_sweep_records_the_opt_out_as_a_flag():
-    from stages.sweep_stages import upstream_command
+    from stages.sweep.upstream import upstream_command
 
     assert "--no-exif-orientation" in upstream_command("encode", "r", {"exif-orientation": False})
     assert "exif" not in upstream_command("encode", "r", {"exif-orientation": True})

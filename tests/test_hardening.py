@@ -4,7 +4,7 @@ import json
 import pytest
 
 from stages.errors import StaleArtifactError
-from stages.store import RunStore
+from stages.store.artifacts import RunStore
 
 
 @pytest.mark.parametrize("args", [

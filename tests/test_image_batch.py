@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.encoders import image, image_batch
+from stages.encoders import image
+from stages.encoders import image_batch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

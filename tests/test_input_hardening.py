@@ -148,15 +148,15 @@ def test_ids_with_spaces_run_from_encode_to_train(cli, cache, tmp_path):
                  ["schedule", "--epochs", "2"], ["train", "--epochs", "2"]):
         r = cli(*args, "--run", "sp")
         assert r.exit_code == 0, (args, r.output)
-    from stages.schedule import epoch_file
+    from stages.pipeline.schedule import epoch_file
 
     assert "pt 0" in (cache / "sp" / "schedule" / epoch_file(2)).read_text()
     assert (cache / "sp" / "train" / "climd" / "seed0" / "meta.json").is_file()
 
 
 def test_epoch_ids_are_read_per_line(tmp_path):
-    from stages import schedule
-    from stages.store import Artifact
+    from stages.pipeline import schedule
+    from stages.store.artifacts import Artifact
 
     art = Artifact(name="schedule", path=tmp_path, meta={})
     (tmp_path / schedule.epoch_file(1)).write_text("pt 01\npt 02\n")

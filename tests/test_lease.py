@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-import stages.atomic as atomic
-from stages import lease as L
-from stages.atomic import TargetExists, atomic_dir, atomic_write_text, remove_orphans, sweep_leftovers
+import stages.store.atomic as atomic
+from stages.store import lease as L
+from stages.store.atomic import (TargetExists, atomic_dir, atomic_write_text, remove_orphans, sweep_leftovers)
 from stages.errors import StorageError, UsageError
-from stages.lease import Lease, LeaseHeld, lease_status
-from stages.store import RunStore
+from stages.store.lease import Lease, LeaseHeld, lease_status
+from stages.store.artifacts import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("CLIMD_RACE_ROUNDS", "8"))
@@ -85,11 +85,11 @@ def _finish(proc: subprocess.Popen, timeout: float = 60) -> dict:
 WRITER = r"""
 import json, os, sys, time
 cfg = json.loads(sys.argv[1])
-import stages.atomic as A
+import stages.store.atomic as A
 if cfg["no_exchange"]:
     A._renameat2 = None          # publish as on NFS: no renameat2
-from stages import lease
-from stages.store import RunStore
+from stages.store import lease
+from stages.store.artifacts import RunStore
 print(json.dumps({"node": lease.node(), "pid": os.getpid()}), flush=True)
 while not os.path.exists(cfg["go"]):
     time.sleep(0.001)
@@ -148,8 +148,8 @@ HOLDER = r"""
 import json, os, sys, time
 from pathlib import Path
 cfg = json.loads(sys.argv[1])
-from stages.atomic import atomic_dir
-from stages.lease import Lease, node
+from stages.store.atomic import atomic_dir
+from stages.store.lease import Lease, node
 stop = Path(cfg["stop"])
 def hold(path):
     print(json.dumps({"path": str(path), "node": node(), "pid": os.getpid()}), flush=True)
@@ -298,7 +298,7 @@ def test_concurrent_takeover_of_an_expired_lease_has_one_winner(tmp_path):
     """Many processes see the same expired lease at once: exactly one holds it afterwards."""
     script = r"""
 import json, sys, time
-from stages.lease import Lease, LeaseHeld
+from stages.store.lease import Lease, LeaseHeld
 cfg = json.loads(sys.argv[1])
 while time.time() < cfg["at"]:
     pass

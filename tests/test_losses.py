@@ -1,4 +1,4 @@
-"""stages.losses: every loss against numbers worked out by hand, per replica.
+"""stages.engine.losses: every loss against numbers worked out by hand, per replica.
 
 The shared example: replica 0 has logits z = [[ln 3, 0], [0, 0], [0, ln 3]] and labels [0, 1, 1], so
 softmax gives p_t = 3/4, 1/2, 3/4 and CE ℓ = [ln(4/3), ln 2, ln(4/3)] = [0.2876821, 0.6931472, 0.2876821].
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from stages import losses
+from stages.engine import losses
 from stages.errors import DataError, UsageError
-from stages.losses import LossOptions
+from stages.engine.losses import LossOptions
 
 LN2, L43 = math.log(2), math.log(4 / 3)
 
@@ -191,7 +191,7 @@ def test_logit_adjustment_by_the_epoch_prior():
     import numpy as np
     import torch
 
-    from stages.losses import LossOptions, make_batched
+    from stages.engine.losses import LossOptions, make_batched
 
     logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])            # R=1, B=2, C=2
     y = torch.tensor([[0, 1]])

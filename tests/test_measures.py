@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from stages import measures
+from stages.method import measures
 
 
 def test_eq1_intra_confidence_by_hand():

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages import losses, tensorio
+from stages.engine import losses
+from stages.store import tensorio
 from stages.models import InputSpec, build
 from stages.models.dmib import kl_detached
 

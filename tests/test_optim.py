@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages.optim import FlatAdam, ListAdam
+from stages.engine.optim import FlatAdam, ListAdam
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
@@ -56,3 +56,31 @@ def test_list_adam_equals_torch_adam():
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-6)
     assert np.isfinite(ours[0].detach().numpy()).all()
+
+
+def test_the_fused_kernel_is_used_only_when_a_probe_shows_it_works(monkeypatch):
+    """``torch._fused_adam_`` is private: a build without it, or whose kernel fails or answers wrongly
+    for a device, makes both optimisers take the written-out path (same result as torch.optim.Adam)."""
+    from stages.engine import optim
+
+    assert optim.fused_available("cpu") is True            # this torch has a working CPU kernel
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no kernel for this device")
+
+    monkeypatch.setattr(optim, "_FUSED", {})
+    monkeypatch.setattr(torch, "_fused_adam_", broken)
+    assert optim.fused_available("cpu") is False
+    flat = FlatAdam(torch.ones(1, 3), torch.full((1, 3), 0.5), [0.1], [0.0])
+    assert flat._fused is False
+    flat.step()                                              # the reference path: first step = lr * sign(g)
+    torch.testing.assert_close(flat.params, torch.full((1, 3), 0.9), rtol=0, atol=1e-6)
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = ListAdam([p], lr=0.1)
+    p.grad = torch.full((3,), 0.5)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 0.9), rtol=0, atol=1e-6)
+
+    monkeypatch.setattr(optim, "_FUSED", {})
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: None)      # "succeeds" without updating
+    assert optim.fused_available("cpu") is False

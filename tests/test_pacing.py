@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from stages import pacing
-from stages.powerlaw import PowerLawFit
+from stages.method import pacing
+from stages.method.powerlaw import PowerLawFit
 
 # Fig. 2: N = 1000, T = 10, C = 10, alpha(T) = 5 (gamma = 0.3, the paper's value). Real-valued
 # targets s_t(c) = q_t(c) * S_t for ranks 1, 2, 3 and 10, computed with mpmath (30 digits) from the

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stages.errors import UsageError
-from stages.powerlaw import PowerLawFit, rank_probabilities
+from stages.method.powerlaw import PowerLawFit, rank_probabilities
 
 
 @pytest.mark.parametrize("counts,gamma,alpha", [

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.adapters import EMBEDDED_ROSMAP
+from stages.data.adapters import EMBEDDED_ROSMAP
 from tests.conftest import run_cli
 
 EF, LR = "ef", "lr"
@@ -156,8 +156,8 @@ def test_nan_without_impute_names_sample_and_feature(cli, rcache, mogonet_new, t
 
 
 def test_fill_values_of_an_imputed_run_are_used():
-    from stages.dataset import Modality
-    from stages.predict import tabular
+    from stages.data.dataset import Modality
+    from stages.pipeline.predict import tabular
 
     stats = {"mean": np.array([1.0, 2.0]), "std": np.array([2.0, 4.0]), "fill": np.array([3.0, 6.0]),
              "names": ["a", "b"]}

@@ -1,4 +1,4 @@
-"""stages.reference: every reference model round-trips through its file exactly, and the file format
+"""stages.method.reference: every reference model round-trips through its file exactly, and the file format
 cannot execute code (a planted pickle is refused without running)."""
 import pickle
 import warnings
@@ -7,9 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from stages import reference
+from stages.method import reference
 from stages.errors import StaleArtifactError, UsageError
-from stages.features import Features
+from stages.data.features import Features
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +96,4 @@ def test_every_stored_type_is_on_the_trusted_list(feats, tmp_path):
 
     for name in reference.MODELS:
         reference.fit(feats, name, 0, tmp_path)
-        assert set(sio.get_untrusted_types(file=tmp_path / reference.FILE)) <= set(reference.TRUSTED), name
+        assert set(sio.get_untrusted_types(file=tmp_path / reference.FILE)) <= set(reference.trusted_types()), name

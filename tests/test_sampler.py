@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from stages import features, order
+from stages.data import features
+from stages.engine import order
 from stages.errors import DataError, MissingArtifactError, StaleArtifactError, UsageError
 from stages.sampler import CurriculumBatchSampler, CurriculumSampler
 

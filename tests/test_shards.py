@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from stages import shards as sharding
+from stages.pipeline import shards as sharding
 from tests import datagen
 
 FAST = ["--random-init", "--image-size", "32", "--device", "cpu", "--image-stages", "--stage-grid", "2"]
@@ -109,9 +109,9 @@ def test_sweep_runs_the_shards_as_an_array_then_one_merge(cli, cache):
 
 
 def test_sweep_task_builds_one_shard_and_the_merge_task_merges(cache, data):
-    from stages.sweep import build_upstream
-    from stages.sweep_slurm import shard_tasks
-    from stages.sweep_stages import upstream_command
+    from stages.sweep.run import build_upstream
+    from stages.sweep.slurm import shard_tasks
+    from stages.sweep.upstream import upstream_command
 
     opts = {"data": str(data), "shards": 2, "batch-size": 3, "random-init": True, "image-size": 32, "device": "cpu"}
     tasks = shard_tasks({"kind": "upstream", "stage": "encode", "run": "sw", "invocations": [opts]})
@@ -129,7 +129,7 @@ def test_synthetic_image_set_is_a_manifest_climd_reads(tmp_path):
     import subprocess
     import sys
 
-    from stages.adapters import DataOptions, load_dataset
+    from stages.data.adapters import DataOptions, load_dataset
     from tests.conftest import ROOT, shared
 
     source = shared("Derm7pt_plus")

@@ -137,7 +137,7 @@ def test_a_task_failing_on_bad_data_exits_3_and_status_names_it_and_what_never_r
         assert f"the encode job {jobs[0]}_1 (bad) it waited for failed with exit 3" in job["explain"], cell
         assert "rna.csv" in job["explain"] and job["explain"] in cell["detail"], cell
     # without the scheduler (its memory of the jobs gone): the failure record of the task still answers
-    from stages.sweep_jobs import job_states
+    from stages.sweep.jobs import job_states
 
     states = job_states({f"{jobs[0]}_1": {"log_dir": str(cache / "good" / "sweeps" / "fails" / "logs")}},
                         env={"PATH": "/nonexistent"})

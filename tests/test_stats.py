@@ -1,4 +1,4 @@
-"""stages.stats: every formula against scipy / statsmodels or against arithmetic done by hand."""
+"""stages.report.stats: every formula against scipy / statsmodels or against arithmetic done by hand."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from stages import stats
+from stages.report import stats
 
 
 def test_paired_t_equals_scipy_ttest_rel_and_its_ci():

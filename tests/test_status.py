@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stages.status import exit_code
+from stages.store.status import exit_code
 
 from .conftest import ROOT
 

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from stages.atomic import atomic_dir, atomic_write_text
+from stages.store.atomic import atomic_dir, atomic_write_text
 from stages.errors import MissingArtifactError, StaleArtifactError
-from stages.store import RunStore
+from stages.store.artifacts import RunStore
 
 
 def _producer(text, calls):
@@ -88,7 +88,7 @@ def test_killed_process_leaves_no_complete_looking_artifact(tmp_path):
     """SIGKILL in the middle of a stage: no artifact appears; the next run cleans up and builds."""
     script = textwrap.dedent(f"""
         import time
-        from stages.store import RunStore
+        from stages.store.artifacts import RunStore
         def produce(out):
             (out / "data.txt").write_text("partial")
             print("writing", flush=True)
@@ -149,7 +149,7 @@ def test_bad_run_name(tmp_path):
 
 def test_keys_ignore_options_at_their_defaults(tmp_path):
     """An option added later with its default value keeps the old key; a non-default value changes it."""
-    from stages.store import without_defaults
+    from stages.store.artifacts import without_defaults
 
     store = RunStore(tmp_path, "r")
     old, _ = store.build("a", "a", 1, {"lr": 1.0}, {}, _producer("x", []), key_params={"lr": 1.0})

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from stages import tensorio
+from stages.store import tensorio
 from stages.errors import UsageError
-from stages.sweep_grid import load_grid
+from stages.sweep.grid import load_grid
 
 from .conftest import ROOT
 
@@ -208,8 +208,8 @@ def test_slurm_without_sbatch_is_a_usage_error(cli, ros, tmp_path, monkeypatch):
 def test_the_slurm_submission_runs_the_task_function_and_writes_what_local_writes(ros, cache, tmp_path, cli):
     """submit_sweep on submitit's local cluster: each task is pickled, run by a fresh interpreter, and
     writes byte for byte the artifacts of the local executor."""
-    from stages.sweep import run_local
-    from stages.sweep_slurm import SlurmOptions, submit_sweep
+    from stages.sweep.run import run_local
+    from stages.sweep.slurm import SlurmOptions, submit_sweep
 
     grid = load_grid(write(tmp_path, GRID.replace("0-2", "0-1") + "evaluate: {splits: test}\n"))
     other = tmp_path / "other"
@@ -284,8 +284,9 @@ def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path
     """Two writers must not train one folder: cells of a pending/running SLURM task are skipped (the
     scheduler's word from squeue, which answers with or without accounting); a task pending on a
     dependency that can never be satisfied is not busy: it will never run."""
-    from stages import sweep_jobs, sweep_slurm
-    from stages.sweep import write_record
+    from stages.sweep import jobs as sweep_jobs
+    from stages.sweep import slurm as sweep_slurm
+    from stages.sweep.run import write_record
 
     grid = load_grid(write(tmp_path, GRID))
     tasks = [{"task": 0, "job_id": "77_0", "does": ["ros/baseline/seed0", "ros/baseline/seed1"]},
@@ -306,8 +307,8 @@ def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path
 
 def test_one_failing_cell_does_not_stop_the_others(cli, ros, tmp_path):
     """A cell whose checkpoint is damaged is named (exit 5); every other cell is trained and recorded."""
-    from stages.store import RunStore
-    from stages.train import TrainOptions, prepare
+    from stages.store.artifacts import RunStore
+    from stages.pipeline.train import TrainOptions, prepare
 
     rep = prepare(RunStore(ros.parent, "ros"), TrainOptions(curriculum="none", epochs=3), 1)
     rep.path.mkdir(parents=True)

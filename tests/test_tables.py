@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata, spearmanr
 
-from stages import tables
+from stages.core import tables
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from stages import threads
+from stages.runtime import threads
 
 from .conftest import ROOT
 

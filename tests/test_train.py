@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stages import losses, order, resample, tensorio
-from stages.train import TrainOptions, parse_seeds
+from stages.engine import losses
+from stages.engine import order
+from stages.engine import resample
+from stages.store import tensorio
+from stages.pipeline.train import TrainOptions, parse_seeds
 
 from .conftest import ALL_CPUS, ROOT
 
@@ -299,10 +302,14 @@ def test_loss_values_by_hand():
     logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
     y = torch.tensor([0, 1])
     ce = torch.nn.functional.cross_entropy(logits, y)
-    assert losses.focal_loss(logits, y, gamma=0.0) == pytest.approx(float(ce))
+    def focal(gamma):            # the engine's loss, one replica
+        fn = losses.make_batched(losses.LossOptions(name="focal", focal_gamma=gamma), np.ones((1, 2)), 1, "cpu")
+        return float(fn(logits[None], y[None], 1)[0])
+
+    assert focal(0.0) == pytest.approx(float(ce))
     # p_t = e^2/(e^2+1) = 0.8807971 and 0.5; -(1-p)^2 ln p = 0.0142093 * 0.1269280 = 0.0018036
     # and 0.25 * 0.6931472 = 0.1732868; FL = mean = 0.0875452
-    assert float(losses.focal_loss(logits, y, gamma=2.0)) == pytest.approx(0.0875452, rel=1e-5)
+    assert focal(2.0) == pytest.approx(0.0875452, rel=1e-5)
     np.testing.assert_allclose(losses.class_weights([30, 10]), [40 / 60, 40 / 20])
 
 
@@ -356,7 +363,7 @@ def test_a_replica_being_trained_elsewhere_is_named_not_trained_twice(cli, ros):
     """A live lease on one replica's folder (another process training it): that replica is named with
     its holder (exit 6) and not touched; the other replica of the call trains; once the lease is
     released, a rerun trains it."""
-    from stages.lease import Lease
+    from stages.store.lease import Lease
 
     folder = ros / "train" / "busy" / "seed1"
     folder.mkdir(parents=True)
@@ -388,8 +395,8 @@ def test_force_starts_over_instead_of_resuming(cli, ros, cache):
 def test_a_replica_is_the_same_whatever_losses_its_neighbours_use(cli, ros):
     """Seed 1 with plain CE trained alone, and in one program with replicas using other losses."""
     cli("train", "--run", "ros", "--curriculum", "none", "--epochs", "4", "--seed", "1", "--variant", "alone")
-    from stages.store import RunStore
-    from stages.train import TrainOptions, run_many
+    from stages.store.artifacts import RunStore
+    from stages.pipeline.train import TrainOptions, run_many
 
     store = RunStore(ros.parent, "ros")
     tasks = [(store, TrainOptions(curriculum="none", epochs=4, loss=loss), 1, f"mixed-{loss}")

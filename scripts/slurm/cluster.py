@@ -41,7 +41,7 @@ START_TIMEOUT_S = 60.0
 # Without an accounting database (slurmdbd) `sacct` cannot answer. submitit asks it
 # `sacct -o JobID,State,NodeList --parsable2 -j ID...` for job states; this stand-in answers that
 # query from squeue, which keeps finished jobs for MinJobAge seconds. Only the private test cluster
-# puts it on PATH; climd itself falls back to squeue when sacct fails (stages/sweep_slurm.py).
+# puts it on PATH; climd itself falls back to squeue when sacct fails (stages/sweep/jobs.py).
 SACCT = """#!/bin/sh
 jobs=""
 while [ $# -gt 0 ]; do

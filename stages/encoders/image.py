@@ -13,8 +13,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import DataError, UsageError, check_choices
-from ..hashing import file_sha256
+from stages.errors import DataError, UsageError, check_choices
+from stages.core.hashing import file_sha256
+from stages.encoders import pixels
+from stages.encoders.pixels import load_image  # noqa: F401  (the 2-D loader lives with the pixels)
 
 log = logging.getLogger("climd")
 
@@ -124,7 +126,7 @@ def load_state(weights: Path) -> dict:
 
 def _architecture(name: str):
     if name == "efficientnet-lite0":
-        from .efficientnet_lite import FEATURE_DIM, STAGE_CHANNELS, EfficientNetLite0
+        from stages.encoders.efficientnet_lite import FEATURE_DIM, STAGE_CHANNELS, EfficientNetLite0
         return EfficientNetLite0(), FEATURE_DIM, STAGE_CHANNELS, (127 / 255,) * 3, (128 / 255,) * 3
     import torchvision
     model = getattr(torchvision.models, name)(weights=None)
@@ -169,46 +171,16 @@ def _imagenet_confidence(encoder: ImageEncoder) -> float | None:
     from PIL import Image
 
     # the head is judged at the resolution it was trained at, whatever --image-size is
-    batch = torch.stack([_to_tensor(_center_crop(Image.fromarray(img), 224), encoder)
+    batch = torch.stack([pixels.to_tensor(pixels.center_crop(Image.fromarray(img), 224), encoder)
                          for img in load_sample_images().images])
     with torch.no_grad():
         probs = torch.softmax(encoder.model(batch), dim=1)
     return round(float(probs.max(dim=1).values.mean()), 4)
 
 
-def _center_crop(image, size: int):
-    w, h = image.size
-    scale = size * 8 / 7 / min(w, h)
-    image = image.resize((round(w * scale), round(h * scale)))
-    w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
-def _to_tensor(image, encoder: ImageEncoder):
-    import torch
-
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    x = torch.from_numpy(arr).permute(2, 0, 1)
-    mean = torch.tensor(encoder.mean).view(3, 1, 1)
-    std = torch.tensor(encoder.std).view(3, 1, 1)
-    return (x - mean) / std
-
-
-def load_image(path: Path, encoder: ImageEncoder):
-    """Decode to 8-bit RGB (16-bit scaled, alpha on black, upright by EXIF: see ``pixels``) and
-    resize to the encoder's square input; DataError naming the file if unreadable."""
-    from PIL import Image
-
-    from .pixels import open_rgb
-
-    img = open_rgb(path, encoder.exif_orientation).resize((encoder.size, encoder.size), Image.BILINEAR)
-    return _to_tensor(img, encoder)
-
-
 def encode_batches(paths: list[Path], encoder: ImageEncoder, batch_size: int, device: str,
                    stages: bool = False, grid: int = 7) -> Iterator[tuple[int, np.ndarray, list]]:
     """Yield (start, pooled features, stage token arrays) per batch (the loop: :mod:`.image_batch`)."""
-    from .image_batch import encode_batches as loop
+    from stages.encoders.image_batch import encode_batches as loop
 
     return loop(paths, encoder, batch_size, device, stages, grid)

@@ -1,7 +1,7 @@
 """The image encoding loop: batches, decoding overlapped with the forward pass, channels-last.
 
 CPU: a background thread decodes and resizes the next batch with PIL (:func:`image.load_image`)
-while torch runs the forward pass of the current one on the threads :mod:`stages.threads` allows;
+while torch runs the forward pass of the current one on the threads :mod:`stages.runtime.threads` allows;
 model and batch are channels-last (NHWC), which oneDNN runs faster with the same output.
 
 CUDA: file bytes are read by background threads; JPEGs are decoded on the GPU in one batched call
@@ -85,7 +85,7 @@ def encode_batches(paths: list[Path], encoder, batch_size: int, device: str, sta
                    grid: int = 7, amp: str | None = "auto") -> Iterator[tuple[int, np.ndarray, list]]:
     """Yield (start row, pooled features, stage token arrays) per batch of ``paths``.
     ``amp``: autocast dtype on CUDA ("auto": :data:`AMP_DTYPE`; None: float32)."""
-    from .. import threads
+    from stages.runtime import threads
 
     threads.apply_to_torch()
     cuda = device.startswith("cuda")
@@ -123,7 +123,7 @@ def _cudnn_autotune(on: bool):
 def cpu_batch(paths: list[Path], encoder):
     import torch
 
-    from .image import load_image
+    from stages.encoders.pixels import load_image
 
     return torch.stack([load_image(p, encoder) for p in paths])
 
@@ -135,8 +135,8 @@ def read_batch(paths: list[Path], encoder) -> tuple[list, list]:
     background thread."""
     import torch
 
-    from .image import load_image
-    from .pixels import jpeg_orientation
+    from stages.encoders.pixels import load_image
+    from stages.encoders.pixels import jpeg_orientation
 
     jpegs, others = [], []
     for i, path in enumerate(paths):
@@ -170,8 +170,8 @@ def decode_jpegs(jpegs: list, encoder, device: str) -> list[tuple[int, object]]:
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_jpeg
 
-    from .image import load_image
-    from .pixels import orient_tensor
+    from stages.encoders.pixels import load_image
+    from stages.encoders.pixels import orient_tensor
 
     if not jpegs:
         return []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from stages.errors import DataError
 
 log = logging.getLogger("climd")
 
@@ -125,3 +125,31 @@ def orient_tensor(x, turn: int):
     if turn == 8:
         return torch.rot90(x, 1, (-2, -1))
     return x
+
+
+def center_crop(image, size: int):
+    w, h = image.size
+    scale = size * 8 / 7 / min(w, h)
+    image = image.resize((round(w * scale), round(h * scale)))
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_tensor(image, encoder):
+    import torch
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)
+    mean = torch.tensor(encoder.mean).view(3, 1, 1)
+    std = torch.tensor(encoder.std).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def load_image(path: Path, encoder):
+    """Decode to 8-bit RGB (16-bit scaled, alpha on black, upright by EXIF: see ``pixels``) and
+    resize to the encoder's square input; DataError naming the file if unreadable."""
+    from PIL import Image
+
+    img = open_rgb(path, encoder.exif_orientation).resize((encoder.size, encoder.size), Image.BILINEAR)
+    return to_tensor(img, encoder)

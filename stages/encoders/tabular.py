@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from stages.errors import DataError
 
 IMPUTERS = ("mean", "median")
 FLOAT32_MAX = float(np.finfo(np.float32).max)

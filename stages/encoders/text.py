@@ -6,8 +6,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import DataError, UsageError
-from ..hashing import files_fingerprint
+from stages.errors import DataError, UsageError
+from stages.core.hashing import files_fingerprint
 
 POOLING = ("mean", "cls")
 
@@ -48,7 +48,7 @@ def quiet_transformers() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from .. import progress
+    from stages.runtime import progress
 
     (hf_logging.enable_progress_bar if progress.enabled() else hf_logging.disable_progress_bar)()
     quiet = logging.getLogger("climd").getEffectiveLevel() >= logging.WARNING

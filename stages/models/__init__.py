@@ -13,22 +13,22 @@ Adding a model = one class + a line in :func:`registry`.
 """
 from __future__ import annotations
 
-from .base import InputSpec, ModelOutput, MultimodalModel
+from stages.models.base import InputSpec, ModelOutput, MultimodalModel
 
 
 def registry() -> dict:
-    from .cfcml import CFCML
-    from .dmib import DMIB
-    from .early_fusion import EarlyFusion
-    from .multid import MultiD
+    from stages.models.cfcml import CFCML
+    from stages.models.dmib import DMIB
+    from stages.models.early_fusion import EarlyFusion
+    from stages.models.multid import MultiD
 
     return {"early-fusion": EarlyFusion, "cfcml": CFCML, "multid": MultiD, "dmib": DMIB}
 
 
 def build(name: str, spec: InputSpec, n_classes: int, options: dict):
     """A :class:`batched.BatchedModel` (nn.Module plug-ins come wrapped in a ModuleAdapter)."""
-    from ..errors import check_choices
-    from .adapter import ModuleAdapter
+    from stages.errors import check_choices
+    from stages.models.adapter import ModuleAdapter
 
     models = registry()
     check_choices((name, list(models), "--model"))

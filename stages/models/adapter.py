@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import InputSpec
-from .batched import BatchedModel, BatchedOutput
+from stages.models.base import InputSpec
+from stages.models.batched import BatchedModel, BatchedOutput
 
 
 class ModuleAdapter(BatchedModel):

@@ -46,7 +46,7 @@ class MultimodalModel(nn.Module):
 
     @classmethod
     def from_options(cls, spec: InputSpec, n_classes: int, options: dict) -> "MultimodalModel":
-        from ..errors import UsageError
+        from stages.errors import UsageError
 
         unknown = set(options) - set(cls.defaults)
         if unknown:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import InputSpec
+from stages.models.base import InputSpec
 
 
 @dataclass
@@ -57,7 +57,7 @@ class BatchedModel:
 
     @classmethod
     def from_options(cls, spec: InputSpec, n_classes: int, options: dict) -> "BatchedModel":
-        from ..errors import UsageError
+        from stages.errors import UsageError
 
         unknown = set(options) - set(cls.defaults)
         if unknown:

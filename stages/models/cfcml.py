@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from .base import InputSpec, ModelOutput, MultimodalModel
-from .hrm import hrm_losses
+from stages.errors import UsageError
+from stages.models.base import InputSpec, ModelOutput, MultimodalModel
+from stages.models.hrm import hrm_losses
 
 
 class CrossAttention(nn.Module):

@@ -30,9 +30,9 @@ import math
 import numpy as np
 import torch
 
-from .base import InputSpec
-from .batched import BatchedModel, BatchedOutput, drop, flat_input, linear
-from .multid import authors_initial, check_options, nll
+from stages.models.base import InputSpec
+from stages.models.batched import BatchedModel, BatchedOutput, drop, flat_input, linear
+from stages.models.multid import authors_initial, check_options, nll
 
 
 def kl_detached(obs_logits, bn_logits):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .base import InputSpec
-from .batched import BatchedModel, BatchedOutput, flat_input, linear
+from stages.models.base import InputSpec
+from stages.models.batched import BatchedModel, BatchedOutput, flat_input, linear
 
 
 class EarlyFusion(BatchedModel):

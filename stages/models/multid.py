@@ -30,9 +30,9 @@ import math
 import numpy as np
 import torch
 
-from ..errors import UsageError
-from .base import InputSpec
-from .batched import BatchedModel, BatchedOutput, drop, flat_input, linear
+from stages.errors import UsageError
+from stages.models.base import InputSpec
+from stages.models.batched import BatchedModel, BatchedOutput, drop, flat_input, linear
 
 INITS = ("authors", "torch")
 
