@@ -52,7 +52,7 @@ def sweep(
     checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one.", rich_help_panel=PERF)] = 60.0,
     cells_per_task: Annotated[Optional[int], typer.Option(help="Cells per array task (default: one task per option set, holding its seeds and learning rates, which train as one program).", rich_help_panel=SLURM)] = None,
     slurm_partition: Annotated[Optional[str], typer.Option(help="Partition (sbatch --partition).", rich_help_panel=SLURM)] = None,
-    slurm_time: Annotated[Optional[str], typer.Option(help="Time limit per task: minutes or [D-]HH:MM:SS [default: 60].", rich_help_panel=SLURM, show_default=False)] = None,
+    slurm_time: Annotated[Optional[str], typer.Option(help="Time limit per task: minutes or [D-]HH:MM:SS (default 60).", rich_help_panel=SLURM, show_default=False)] = None,
     slurm_cpus: Annotated[Optional[int], typer.Option(help="CPUs per task (sbatch --cpus-per-task).", rich_help_panel=SLURM)] = None,
     slurm_gpus: Annotated[Optional[int], typer.Option(help="GPUs per task (sbatch --gpus-per-node).", rich_help_panel=SLURM)] = None,
     slurm_array_parallelism: Annotated[Optional[int], typer.Option(help="At most this many tasks of an array run at once (--array=...%N).", rich_help_panel=SLURM)] = None,
