@@ -157,6 +157,12 @@ def _paired_warnings(comp) -> None:
     few = comp[comp.n_pairs < 2].variant.tolist()
     if few:
         _warn(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
+    shared = comp[comp.get("shared_split", "").astype(str) != ""] if "shared_split" in comp else comp.iloc[:0]
+    if len(shared):
+        _warn(f"vs {ref}: runs {shared.shared_split.iloc[0]} share one split (same data, split file and split "
+              "options); the Nadeau–Bengio corrected t assumes every run is its own resplit, so its variance "
+              "is not the right one here; fix: compare resplits (`climd encode --resplit K` or split files), "
+              "or report seeds of one run (one run: the ordinary paired t)")
     mixed = comp[(comp.runs > 1) & (comp.n_pairs > comp.runs)]
     if len(mixed):
         _warn(f"vs {ref}: the pairs span several runs with several seeds per run; the Nadeau–Bengio correction "
