@@ -82,8 +82,9 @@ def _epilog(text: str) -> str:
 
 
 def _register():
-    from . import cmd_core, cmd_encode, cmd_inspect, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
+    from . import cmd_core, cmd_encode, cmd_inspect, cmd_manifest, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
 
+    app.command("manifest", epilog=_epilog(cmd_manifest.EPILOG))(cmd_manifest.manifest)
     app.command("encode", epilog=_epilog(cmd_encode.EPILOG))(cmd_encode.encode)
     app.command("score", epilog=_epilog(cmd_core.SCORE_EPILOG))(cmd_core.score)
     app.command("fit-dist", epilog=_epilog(cmd_core.FIT_EPILOG))(cmd_core.fit_dist)
