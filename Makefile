@@ -65,7 +65,7 @@ demo-run:
 	@echo; cat $(DEMO_CACHE)/demo/report/report.md
 
 # Reproduction of the paper's tables on our data sets at 10 replicates (scripts/reproduce.py calls only
-# the CLI; resumable: a rerun skips finished cells). Results go to results/; see README "Results".
+# the CLI; resumable: a rerun skips finished cells). Results go to results/ (results/README.md).
 DATASETS ?= brca kipan lgg rosmap derm7pt cfcml table3
 RUN_CLIMD := CLIMD="$(abspath $(CLIMD))"
 reproduce: install

@@ -97,6 +97,7 @@ def _register():
     app.command("inspect", epilog=_epilog(cmd_inspect.EPILOG))(cmd_inspect.inspect)
     app.command("sweep", epilog=_epilog(cmd_sweep.EPILOG))(cmd_sweep.sweep)
     app.command("status", epilog=_epilog(cmd_status.EPILOG))(cmd_status.status)
+    from . import cmd_pool; app.command("pool", epilog=_epilog(cmd_pool.EPILOG))(cmd_pool.pool)  # noqa: E702
 
 
 _register()

@@ -30,7 +30,7 @@ def score(
     folds: Annotated[int, typer.Option(help="1 = in-sample probes (the paper's literal reading); K > 1 = K-fold out-of-fold scoring.", rich_help_panel=M)] = 1,
     measure: Annotated[str, typer.Option(help="both | intra (psi only) | inter (phi only): Table 4 ablations.", rich_help_panel=M)] = "both",
     combine: Annotated[str, typer.Option(help="sum (paper Eq. 4) | zscore | rank: how phi and mean psi are put together.", rich_help_panel=M)] = "sum",
-    easy: Annotated[str, typer.Option(help="Which end of r is easy: high (default; see README) or low.", rich_help_panel=M)] = "high",
+    easy: Annotated[str, typer.Option(help="Which end of r is easy: high (default; see docs/method.md) or low.", rich_help_panel=M)] = "high",
     seed: Annotated[int, typer.Option(help="Seed of the probes and folds.", rich_help_panel=M)] = 0,
     probe_hidden: Annotated[int, typer.Option(help="Shared hidden size of the modality encoders (dim of F(x^m)).", rich_help_panel=P)] = 64,
     probe_epochs: Annotated[int, typer.Option(help="Full-batch Adam steps per probe.", rich_help_panel=P)] = 200,

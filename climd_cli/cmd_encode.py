@@ -7,7 +7,7 @@ import typer
 
 from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, RunOpt, command, report, store
 
-IN, SPLIT, ENC, PERF = "Inputs", "Split", "Encoders", "Performance"
+IN, SPLIT, ENC, VOL, PERF = "Inputs", "Split", "Encoders", "Volumes (CT/MRI)", "Performance"
 
 EPILOG = """
 Examples:
@@ -30,7 +30,8 @@ Examples:
 Formats: mogonet ({k}_tr.csv, {k}_te.csv, labels_tr.csv, labels_te.csv), tcga (target.csv + one CSV
 per modality keyed by sample id), derm7pt (our Derm7pt_plus folder, the official
 release: meta/meta.csv + meta/{train,valid,test}_indexes.csv + images/, or a minimal meta/meta.csv with
-diagnosis and derm columns + images/, split stratified), manifest (YAML/JSON, see README).
+diagnosis and derm columns + images/, split stratified), manifest (YAML/JSON, see docs/data.md; CT/MRI
+volumes: a `type: volume` modality, docs/data.md "CT and MRI volumes").
 """
 
 
@@ -59,9 +60,17 @@ def encode(
     stage_grid: Annotated[int, typer.Option(help="Stage maps are pooled to GRID x GRID tokens.", rich_help_panel=ENC)] = 7,
     text_model: Annotated[Optional[Path], typer.Option(help="Local transformers model directory for text modalities.", rich_help_panel=ENC)] = None,
     text_pool: Annotated[str, typer.Option(help="mean|cls pooling of the text encoder.", rich_help_panel=ENC)] = "mean",
-    batch_size: Annotated[int, typer.Option(help="Images/texts per batch.", rich_help_panel=PERF)] = 32,
+    volume_spacing: Annotated[str, typer.Option(help="Resample volumes to this voxel spacing in mm: one value (isotropic), three (R,A,S) or 'native'.", rich_help_panel=VOL)] = "1.5",
+    volume_planes: Annotated[str, typer.Option(help="2.5-D slices along: three (axial, coronal and sagittal) | axial | coronal | sagittal.", rich_help_panel=VOL)] = "three",
+    volume_slices: Annotated[int, typer.Option(help="Evenly spaced slices per plane, each encoded by the 2-D image encoder.", rich_help_panel=VOL)] = 8,
+    volume_intensity: Annotated[str, typer.Option(help="ct (three Hounsfield windows as three channels) | mri (per-volume percentile scaling) | auto (DICOM Modality tag; NIfTI: CT when its 1st percentile <= -500).", rich_help_panel=VOL)] = "auto",
+    volume_ct_windows: Annotated[str, typer.Option(help="The three CT windows level:width in HU (soft tissue, liver, bone).", rich_help_panel=VOL)] = "40:400,60:160,400:1800",
+    volume_mri_percentiles: Annotated[str, typer.Option(help="MRI: these percentiles of each volume map to 0 and 1 (clipped).", rich_help_panel=VOL)] = "1,99",
+    volume_pool: Annotated[str, typer.Option(help="Pool slice features by meanmax (mean and max concatenated) | mean | max.", rich_help_panel=VOL)] = "meanmax",
+    volume_memory_mb: Annotated[float, typer.Option(help="Memory budget per volume in MiB: a volume whose decoded array (counted twice: reorienting may copy it) plus its resampled array would exceed it is refused, from its header.", rich_help_panel=VOL)] = 2048.0,
+    batch_size: Annotated[int, typer.Option(help="Images/texts (volumes: slices) per batch.", rich_help_panel=PERF)] = 32,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda (auto: the GPU when there is one; mixed precision on GPU).", rich_help_panel=PERF)] = "auto",
-    shard: Annotated[Optional[str], typer.Option(help="i/N: encode only shard i of N (image/text rows) into the artifact encode.shard-i-of-N.", rich_help_panel=PERF)] = None,
+    shard: Annotated[Optional[str], typer.Option(help="i/N: encode only shard i of N (image/text/volume rows) into the artifact encode.shard-i-of-N.", rich_help_panel=PERF)] = None,
     merge: Annotated[bool, typer.Option("--merge", help="Check the --shards N shards and write the encode artifact from them.", rich_help_panel=PERF)] = False,
     shards: Annotated[Optional[int], typer.Option(help="With --merge: how many shards there are.", rich_help_panel=PERF)] = None,
     cache_dir: CacheOpt = None,
@@ -71,6 +80,7 @@ def encode(
     """Turn every modality into features in one HDF5 file (stage 1)."""
     from stages.pipeline import encode as stage
     from stages.data.adapters import DataOptions
+    from stages.encoders import volume
 
     data_opts = DataOptions(format=format, modalities=modalities.split(",") if modalities else None,
                             split_file=split_file, test_size=test_size, split_seed=seed,
@@ -80,7 +90,10 @@ def encode(
                                allow_random_weights=allow_random_weights, random_init=random_init,
                                exif_orientation=exif_orientation, image_stages=image_stages,
                                stage_grid=stage_grid, text_model=text_model, text_pool=text_pool,
-                               batch_size=batch_size, device=device)
+                               batch_size=batch_size, device=device,
+                               volume=volume.parse(volume_spacing, volume_planes, volume_slices, volume_intensity,
+                                                   volume_ct_windows, volume_mri_percentiles, volume_pool,
+                                                   volume_memory_mb))
     if shard is not None or merge or shards is not None:
         artifact, reused = _sharded(store(run, cache_dir), data, data_opts, opts, shard, merge, shards, force)
         if shard is not None:

@@ -18,7 +18,10 @@ Examples:
   climd report --run 'brca-s*' --choose 'climd-chosen=climd*' --choose 'baseline-chosen=baseline,baseline+lr*' --reference baseline-chosen
 
 Writes report.md, report.csv (mean and std per variant), runs.csv (every replicate), chosen.csv (the
---choose picks per replicate) and paired_vs_<reference>.csv: per metric the mean difference with its
+--choose picks per replicate, with the selection optimism), differences.csv (the per-replicate
+differences each decision used) and paired_vs_<reference>.csv: the decision against +-delta
+(better / equivalent / worse / inconclusive, with P(worse), P(equivalent), P(better); TOST), and per
+metric the mean difference with its
 95 % CI, the t-test p (Nadeau–Bengio corrected when the replicates span several runs, i.e. resplits
 of the data; the ordinary paired t-test for seeds of one split), the Wilcoxon signed-rank p, and the
 Holm-adjusted t p over the rows of that table. Evaluations are re-hashed: an edited metrics.json is
@@ -51,6 +54,7 @@ def report(
     variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants to show, in this order.")] = None,
     choose: Annotated[Optional[list[str]], typer.Option("--choose", help="NAME=PATTERN[,PATTERN...]: per replicate, the candidate (fnmatch patterns, in priority order; ties go to the earlier) with the best VALIDATION score; its TEST metrics become the variant NAME. Repeatable.")] = None,
     choose_metric: Annotated[str, typer.Option(help="Validation metric --choose maximises.")] = "f1_macro",
+    delta: Annotated[Optional[float], typer.Option(help="Margin in metric points (macro-F1), fixed before running: each comparison is decided better / equivalent / worse (posterior probability >= 0.95) or inconclusive against ±delta. Default: stages.report.decision.DEFAULT_DELTA_POINTS (2; why: docs/statistics.md).")] = None,
     positive_class: Annotated[Optional[str], typer.Option(help="Two classes: the class whose recall is sensitivity (default: the training minority).")] = None,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Report without incomplete replicates (killed or unfinished seeds) instead of stopping; they are named.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default <cache-dir>/<first run>/report[-valid]).")] = None,
@@ -73,6 +77,11 @@ def report(
 
     from climd_cli.common import current_command
 
+    from stages.report.decision import DEFAULT_DELTA_POINTS
+
+    delta = DEFAULT_DELTA_POINTS if delta is None else delta
+    if not (delta >= 0 and delta < 100):
+        raise UsageError(f"--delta {delta} is not a margin in metric points", fix="give a number in [0, 100), e.g. --delta 2")
     root = cache_dir or default_cache_dir()
     stores = lib.expand_runs(root, run)
     specs = [chooser.parse(s) for s in choose or []]
@@ -107,7 +116,17 @@ def report(
                                 "candidates": chooser.candidates(list(valid.rows.variant) + list(col.rows.variant), pats)})
     positive = lib.positive_class(col.encode, positive_class)
     rows = lib.add_sensitivity(rows, positive)
-    comparisons = [lib.paired(rows, ref, [v for v in order if v != ref] if order else None) for ref in (reference or [])]
+    shown = lambda ref: [v for v in order if v != ref] if order else None  # noqa: E731
+    comparisons = [lib.paired(rows, ref, shown(ref), delta=delta / 100) for ref in (reference or [])]
+    diffs = pd.concat([lib.differences(rows, ref, shown(ref)) for ref in reference], ignore_index=True) if reference else None
+    optimism = None
+    if chosen:
+        panels = {n: ps for n, ps in specs}
+        picked, optimism, warnings = chooser.optimism(pd.concat(chosen, ignore_index=True), valid.rows, col.rows,
+                                                      panels, delta / 100)
+        chosen = [picked]
+        for w in warnings:
+            _warn(w)
     if order:
         rows = rows[rows.variant.isin(order)]
     table = lib.summarise(rows, order)
@@ -118,8 +137,9 @@ def report(
     extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
     chosen_all = pd.concat(chosen, ignore_index=True) if chosen else None
     run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
-                "choose": choose_info}
-    lib.write(target, rows, table, comparisons, name, current_command(), split, extra, run_info, chosen_all)
+                "choose": choose_info, "delta_points": delta,
+                "optimism": [] if optimism is None else optimism.to_dict(orient="records")}
+    lib.write(target, rows, table, comparisons, name, current_command(), split, extra, run_info, chosen_all, diffs)
     if plot_recall is not None:
         from stages.report import plots
 
@@ -163,10 +183,6 @@ def _paired_warnings(comp) -> None:
               "options); the Nadeau–Bengio corrected t assumes every run is its own resplit, so its variance "
               "is not the right one here; fix: compare resplits (`climd encode --resplit K` or split files), "
               "or report seeds of one run (one run: the ordinary paired t)")
-    mixed = comp[(comp.runs > 1) & (comp.n_pairs > comp.runs)]
-    if len(mixed):
-        _warn(f"vs {ref}: the pairs span several runs with several seeds per run; the Nadeau–Bengio correction "
-              "treats every (run, seed) as its own resplit, which understates the variance (one seed per run is exact)")
     floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
     for min_p, group in floor.groupby("wilcoxon_min_p_f1_macro"):
         _warn(f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
@@ -200,11 +216,14 @@ def _print_tables(name, split, table, comparisons, chosen) -> None:
         view = Table(title=f"vs {comp.reference.iloc[0]}: {md.test_sentence(comp)}", title_justify="left")
         tests = set(comp.test)
         tname = "corrected-t p" if tests == {"nadeau-bengio"} else "paired-t p" if tests == {"paired-t"} else "t p"
-        for col in ("variant", "pairs", f"Δ{md.SHORT[m]} [95% CI]", tname, "Wilcoxon p", "Holm p", "test"):
+        decided = "decision" in comp
+        for col in ("variant", "pairs", f"Δ{md.SHORT[m]} [95% CI]", tname, "Wilcoxon p", "Holm p", "test") + (
+                (f"decision (±{comp.delta.iloc[0] * 100:g})", "P(worse/equiv./better)") if decided else ()):
             view.add_column(col, no_wrap=True)
         for _, r in comp.iterrows():
             view.add_row(r.variant, str(r.n_pairs), md.delta_ci(r, m), md.p(r[f"p_t_{m}"]),
-                         md.p(r[f"p_wilcoxon_{m}"]), md.p(r[f"p_holm_{m}"]), r.test)
+                         md.p(r[f"p_wilcoxon_{m}"]), md.p(r[f"p_holm_{m}"]), r.test,
+                         *((r.decision, f"{md.p(r.p_worse)}/{md.p(r.p_equivalent)}/{md.p(r.p_better)}") if decided else ()))
         console.print(view)
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, ThreadsOpt, command, command_line, info
+from .common import DEFAULT_RUN, CacheOpt, ForceOpt, JsonOpt, ThreadsOpt, command, command_line, info, runs
 
 CUR, OPT, IMB, SEEDS, MOD, PERF = "Curriculum", "Optimisation", "Imbalance losses", "Seeds", "Model", "Performance"
 
@@ -22,6 +22,8 @@ Examples:
   climd train --run brca-s0 --curriculum none --resample smote
 
   climd train --run brca-s0 --curriculum climd --budget steps --finish-epochs 20
+
+  climd train --run brca-s0 --curriculum dsrmc --seeds 0-4        # DSRMC (Zhu et al. 2025), no schedule
 
   # SLURM array: sbatch --array=0-4 --wrap "climd -q train --run brca --seed-from-env SLURM_ARRAY_TASK_ID"
 
@@ -61,11 +63,12 @@ def _model_options(items: list[str]) -> dict:
 @command
 def train(
     run: Annotated[str, typer.Option("--run", "-r", help="Run name; may contain {seed} to pair split k with seed k ('brca-s{seed}').", rich_help_panel="Cache")] = DEFAULT_RUN,
-    curriculum: Annotated[str, typer.Option(help="climd | none (whole training split every epoch) | a --pacing of `climd schedule`.", rich_help_panel=CUR)] = "climd",
+    curriculum: Annotated[str, typer.Option(help="climd | none (whole training split every epoch) | a --pacing of `climd schedule` | dsrmc (batches ordered easy->hard by the loss of the model at the epoch's start; needs no schedule).", rich_help_panel=CUR)] = "climd",
     schedule_tag: Annotated[Optional[str], typer.Option(help="Use schedule.<TAG> (default: schedule for climd, schedule.<pacing> otherwise).", rich_help_panel=CUR)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 100; with a curriculum: the schedule's T).", rich_help_panel=CUR)] = None,
     budget: Annotated[str, typer.Option(help="epochs: one pass over D_t per epoch (paper) | steps: as many optimizer steps per epoch as a full-data epoch.", rich_help_panel=CUR)] = "epochs",
     finish_epochs: Annotated[int, typer.Option(help="Extra full-data epochs after the curriculum.", rich_help_panel=CUR)] = 0,
+    dsrmc_pace: Annotated[float, typer.Option(help="--curriculum dsrmc: epoch t trains on the ceil(t N_b / (PACE T)) + 1 easiest of N_b batches, so every batch from epoch PACE T on (the authors': 85 of 100 epochs).", rich_help_panel=CUR)] = 0.85,
     model: Annotated[str, typer.Option(help="early-fusion (the paper's Baseline) | multid (Multi-D) | dmib (DMIB) | cfcml | scikit-learn references: logreg | logreg-balanced | smote-logreg | hgb-balanced | brf.", rich_help_panel=MOD)] = "early-fusion",
     model_option: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. hidden=128.", rich_help_panel=MOD)] = None,
     lr: Annotated[str, typer.Option(help="Adam learning rate (paper: 5e-5); a comma-separated list trains one variant per value, all in one program.", rich_help_panel=OPT)] = "5e-5",
@@ -123,7 +126,7 @@ def train(
                                   focal_gamma=focal_gamma, la_tau=la_tau, la_prior=la_prior, ldam_max_margin=ldam_max_margin,
                                   ldam_scale=ldam_scale, drw_start=drw_start, drw_beta=drw_beta, cb_beta=cb_beta, resample=resample,
                                   budget=budget, finish_epochs=finish_epochs, select=select,
-                                  select_metric=select_metric, device=device)
+                                  select_metric=select_metric, dsrmc_pace=dsrmc_pace, device=device)
                for value in _floats(lr, "--lr")]
     chosen = stage.parse_seeds(seeds) if seeds else [stage.seed_from_env(seed_from_env) if seed_from_env else seed]
 
@@ -191,15 +194,14 @@ def evaluate(
 
     from stages.pipeline import evaluate as stage
     from stages.errors import MissingArtifactError, StaleArtifactError
-    from stages.store.artifacts import expand_runs
+    from stages.store import layout
 
-    def wanted(name: str) -> bool:                  # "train/<variant>/seed<k>"
-        parts = name.split("/")
-        s = parts[2].removeprefix("seed") if len(parts) == 3 else ""
-        return (variant is None or parts[1] == variant) and (seed is None or (s.isdigit() and int(s) == seed))
+    def wanted(name: str) -> bool:                  # a train artifact's name
+        parsed = layout.parse(name)
+        return (variant is None or parsed.variant == variant) and (seed is None or parsed.seed == seed)
 
-    stores = expand_runs(cache_dir, run)
-    todo = [(st, v, s) for st in stores for v, s in stage.trained_variants(st) if wanted(f"train/{v}/seed{s}")]
+    stores = runs(run, cache_dir)
+    todo = [(st, v, s) for st in stores for v, s in stage.trained_variants(st) if wanted(layout.train_name(v, s))]
     broken = [(st, e) for st in stores for e in stage.incomplete_trainings(st) if wanted(e.name)]
     if not todo and not broken:
         raise MissingArtifactError(f"no trained model in run {run!r}" + (f" for variant {variant!r}" if variant else ""),

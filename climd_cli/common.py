@@ -150,7 +150,7 @@ def _command_line(ctx, overrides: dict | None = None) -> str:
     for param in ctx.command.params:
         value = values.get(param.name)
         if param.param_type_name == "argument":
-            parts.append(quote(str(value)))
+            parts += [quote(str(v)) for v in (value if isinstance(value, (list, tuple)) else [value])]
             continue
         if value == param.default or value is None or param.name == "json":
             continue

@@ -10,7 +10,9 @@ Sections:
 2. every stage on BRCA and Derm7pt (wall time, peak RSS, peak GPU memory);
 3. on a GPU: batched training throughput (replicas/s) for growing replica counts;
 4. with --images N: image encode img/s end to end against the decode-only and forward-only limits
-   (scripts/bench_images.py; GPU rows only with CUDA, else "unmeasured (no GPU)").
+   (scripts/bench_images.py; GPU rows only with CUDA, else "unmeasured (no GPU)");
+5. with --volumes N (default 20): CT volume encode volumes/s with its decode / resample / forward
+   split (scripts/bench_volumes.py; GPU rows likewise).
 Each timing is the median of interleaved repeats; the load average before and after is printed so a
 busy machine shows. Wall and peak RSS come from os.wait4 on the child process.
 """
@@ -167,6 +169,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=0, help="image encode rows on this many synthetic images (0: none)")
     ap.add_argument("--gpu-images", type=int, default=8192, help="images for the GPU rows (with CUDA)")
     ap.add_argument("--only-images", action="store_true", help="only the image encode rows")
+    ap.add_argument("--volumes", type=int, default=20, help="volume encode rows on this many synthetic CT volumes (at least 20; 0: none)")
+    ap.add_argument("--only-volumes", action="store_true", help="only the volume encode rows")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from stages.runtime import threads
@@ -179,16 +183,21 @@ def main() -> None:
     lines = [f"Machine: {os.cpu_count()} CPU cores, {threads.allowed_cpus()} usable by climd (threads per "
              f"process {threads.allowed_cpus()}, one per worker), GPU: {gpu}; load average before "
              f"{load()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}"]
-    if not args.only_images:
+    only = args.only_images or args.only_volumes
+    if not only:
         engine_section(args.shared, env, args.repeats, lines)
         demo_section(env, lines)
-    if torch.cuda.is_available() and not args.only_images:
+    if torch.cuda.is_available() and not only:
         gpu_section(env, lines)
-    if args.images or args.only_images:
+    if (args.images and not args.only_volumes) or args.only_images:
         from bench_images import image_section
 
         image_section(env, args.images or 512, args.gpu_images, lines)
-    if not args.skip_stages and not args.only_images:
+    if (args.volumes and not args.only_images) or args.only_volumes:
+        from bench_volumes import volume_section
+
+        volume_section(env, args.volumes or 20, lines)
+    if not args.skip_stages and not only:
         for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
             stage_section(args.shared, env, device, lines)
     lines.append(f"\nLoad average after: {load()}")

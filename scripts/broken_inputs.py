@@ -1,4 +1,4 @@
-"""A small corpus of broken tabular inputs, each run through `climd encode` in a fresh process.
+"""A small corpus of broken inputs (tables, manifests, CT/MRI volumes), each run through `climd encode` in a fresh process.
 
     python scripts/broken_inputs.py OUT_DIR [--only CASE,CASE] [--list]
 
@@ -142,6 +142,43 @@ def _near_max_ok(d):
     return data, []
 
 
+VOLUME_ARGS = ["--random-init", "--image-size", "32", "--volume-slices", "1", "--volume-spacing", "3"]
+
+
+def _volumes(bad: str | None, extra: list[str] = ()):
+    """A manifest whose `scan` volumes are copies of nibabel's 4x5x7 example, sample s00's replaced by
+    the ``bad`` kind of volume (files from the nibabel and pydicom wheels, or written here)."""
+    def build(d: Path):
+        import shutil
+
+        import nibabel
+        import pydicom
+
+        nib_data = Path(nibabel.__file__).parent / "tests" / "data"
+        dcm = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
+        (d / "vol").mkdir(parents=True, exist_ok=True)
+        shutil.copy(nib_data / "standard.nii.gz", d / "vol" / "ok.nii.gz")
+        first = "ok.nii.gz"
+        if bad == "4d":
+            first = "frames.nii.gz"
+            shutil.copy(nib_data / "example4d.nii.gz", d / "vol" / first)
+        elif bad == "two-series":
+            first = "series"
+            shutil.copytree(dcm / "98892003" / "MR2", d / "vol" / first)
+        elif bad == "nan":
+            first = "nan.nii.gz"
+            x = np.zeros((4, 4, 4), np.float32)
+            x[1, 1, 1] = np.nan
+            nibabel.Nifti1Image(x, np.eye(4)).to_filename(str(d / "vol" / first))
+        ids = [f"s{i:02d}" for i in range(N)]
+        pd.DataFrame({"sid": ids, "dx": np.array(["no", "yes"])[np.arange(N) % 2],
+                      "scan": [first] + ["ok.nii.gz"] * (N - 1)}).to_csv(d / "samples.csv", index=False)
+        (d / "m.yaml").write_text("table: samples.csv\nid_column: sid\nlabel_column: dx\n"
+                                  "modalities:\n  scan: {type: volume, column: scan, root: vol}\n")
+        return d / "m.yaml", VOLUME_ARGS + list(extra)
+    return build
+
+
 CASES = {
     "ok-tcga": _c(lambda d: (_tcga(d), []), 0, []),
     "ok-manifest": _c(lambda d: (_manifest(d), []), 0, []),
@@ -163,6 +200,11 @@ CASES = {
     "manifest-modalities-list": _c(lambda d: (_manifest(d, modalities="  - labs\n"), []), 3, ["m.yaml"]),
     "manifest-table-int": _c(lambda d: (_edit_manifest(d, "table: samples.csv", "table: 5"), []), 3, ["m.yaml"]),
     "manifest-empty": _c(lambda d: (_edit_manifest(d, None, ""), []), 3, ["m.yaml"]),
+    "ok-volume-nifti": _c(_volumes(None), 0, []),
+    "volume-4d": _c(_volumes("4d"), 3, ["frames.nii.gz"]),
+    "volume-two-dicom-series": _c(_volumes("two-series"), 3, ["series"]),
+    "volume-nan-voxels": _c(_volumes("nan"), 3, ["nan.nii.gz"]),
+    "volume-over-memory-budget": _c(_volumes(None, ["--volume-memory-mb", "0.001"]), 3, ["ok.nii.gz"]),
 }
 
 

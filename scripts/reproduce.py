@@ -3,7 +3,7 @@ calling only the `climd` CLI.
 
     python scripts/reproduce.py [--quick] DATASET...    DATASET: brca kipan lgg rosmap derm7pt cfcml table3
 
-Protocol (README "Results"):
+Protocol (results/README.md):
 * a replicate is one run with its own train / valid / test split: BRCA, KIPAN, LGG use the split
   files seed0-9 (0-4 in ../shared, 5-9 in splits/); ROSMAP and Derm7pt use `encode --resplit k`
   (k = 0 is the original split); validation is carved from each training split (`--val-fraction 0.2`;
@@ -31,7 +31,8 @@ RESULTS = Path(os.environ.get("RESULTS", ROOT / "results"))
 PAPER_LR = "5e-5"
 
 # name | `climd train` options | tags: q = also in --quick, n = a non-curriculum candidate,
-# c = a CLIMD-variant candidate, 4 = Table 4 only, g = gamma only, o = our own curriculum
+# c = a CLIMD-variant candidate, 4 = Table 4 only, g = gamma only, o = our own curriculum,
+# peer = a published method beside CLIMD in the Table 2 reports (dsrmc: another curriculum, docs/method-dsrmc.md)
 METHODS = """
 baseline|--curriculum none|q n t2
 baseline+wce|--curriculum none --loss wce|q n t2
@@ -55,6 +56,7 @@ climd.random|--curriculum climd --schedule-tag random|q var control
 climd.random+steps|--curriculum climd --schedule-tag random --budget steps|var control
 climd+la+steps|--curriculum climd --budget steps --loss logit-adjusted|combo
 climd.oof-zscore+la-epochprior+steps|--curriculum climd --schedule-tag oof-zscore --budget steps --loss logit-adjusted --la-prior epoch|q o
+dsrmc|--curriculum dsrmc|q peer
 climd.intra|--curriculum climd --schedule-tag intra|4
 climd.inter|--curriculum climd --schedule-tag inter|4
 baby-step|--curriculum baby-step|4
@@ -225,7 +227,8 @@ def reports(ds: str, runs: str, cfg: Config, todo: list) -> None:
            [c for c in choose_each if c.split("@")[0] in var + ["baseline"]])
     climd_cands = ",".join(lr_candidates(n) for n in names if "c" in tags[n])
     noncur_cands = ",".join([lr_candidates(n) for n in names if "n" in tags[n]] + refs)
-    shown = ["climd.oof-zscore+la-epochprior+steps", "climd+steps", "climd.random", "climd.random+steps", "baseline"]
+    shown = ["climd.oof-zscore+la-epochprior+steps", "climd+steps", "climd.random", "climd.random+steps", "dsrmc",
+             "baseline"]
     verdict = ["climd-best"] + [tuned(n) for n in shown if n in names] + ["noncurriculum-best"]
     report(runs, out / "verdict", f"{ds}: the best CLIMD variant against Baseline and against the best "
                                   f"non-curriculum method (all chosen per replicate on validation)",

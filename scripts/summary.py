@@ -1,4 +1,4 @@
-"""Collect the `climd report` outputs of results/ into the README's summary tables (Markdown).
+"""Collect the `climd report` outputs of results/ into the summary tables of results/README.md (Markdown).
 
     python scripts/summary.py [results]
 

@@ -177,12 +177,17 @@ def test_options_are_checked_and_named():
         losses.make_batched(LossOptions("wce"), np.array([[3, 4], [0, 5]]), 10, "cpu")
 
 
-def test_single_model_form_keeps_the_old_values():
+def test_one_replica_keeps_the_old_single_model_values():
+    """The values the pre-batched single-model losses gave (wave 1), from the batched form with R = 1."""
     z, y = example()
-    ce = losses.make("ce", np.array([30, 10]), 2.0, "cpu")(z[0], y[0])
-    assert ce.item() == pytest.approx(0.4228371, rel=1e-6)
-    assert losses.make("wce", np.array([30, 10]), 2.0, "cpu")(z[0], y[0]).item() == pytest.approx(0.4614528, rel=1e-6)
-    assert losses.focal_loss(z[0], y[0], 2.0).item() == pytest.approx(0.0697490, rel=1e-5)
+
+    def one(name, **kw):
+        fn = losses.make_batched(LossOptions(name=name, **kw), np.array([[30, 10]]), 1, "cpu")
+        return float(fn(z[:1], y[:1], 1)[0])
+
+    assert one("ce") == pytest.approx(0.4228371, rel=1e-6)
+    assert one("wce") == pytest.approx(0.4614528, rel=1e-6)
+    assert one("focal", focal_gamma=2.0) == pytest.approx(0.0697490, rel=1e-5)
 
 
 def test_logit_adjustment_by_the_epoch_prior():

@@ -103,7 +103,7 @@ def test_stale_schedule_is_refused_by_train(cli, ros):
     assert r.exit_code == 5 and "stale" in r.stderr and "fit-dist has changed" in r.stderr
 
 
-@pytest.mark.parametrize("curriculum", ["climd", "none"])
+@pytest.mark.parametrize("curriculum", ["climd", "none", "dsrmc"])
 def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum, all_cpus):
     """Seed 3 trained alone and inside a batch of six (and next to another learning rate) ends with
     the same weights (within 1e-4; bit-identical here) and the same predictions."""
@@ -115,7 +115,7 @@ def test_a_replica_alone_equals_the_same_replica_in_a_batch(cli, ros, curriculum
     cli(*common, "--seed", "3", "--variant", "alone")
     alone = weights(ros / "train" / "alone" / "seed3")
     for other in (ros / "train" / "batch" / "seed3",
-                  ros / "train" / ("baseline" if curriculum == "none" else "climd") / "seed3"):
+                  ros / "train" / ("baseline" if curriculum == "none" else curriculum) / "seed3"):
         together = weights(other)
         assert alone.keys() == together.keys()
         assert max(float(np.abs(alone[k] - together[k]).max()) for k in alone) <= 1e-4

@@ -11,12 +11,13 @@ from stages.errors import DataError
 SPLITS = ("train", "valid", "test")
 # Rows a data set keeps (so features cover the whole set) but that no stage trains or tests on.
 UNUSED = "unused"
-KINDS = ("tabular", "image", "text")
+KINDS = ("tabular", "image", "text", "volume")
 
 
 @dataclass
 class Modality:
-    """One modality. ``values``: float matrix (tabular), image paths (image) or strings (text)."""
+    """One modality. ``values``: float matrix (tabular), image paths (image), strings (text) or
+    volume paths (volume: NIfTI files or DICOM series folders)."""
 
     name: str
     kind: str

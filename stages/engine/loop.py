@@ -22,11 +22,9 @@ import time
 
 import numpy as np
 
-from stages.engine import checkpoint
-from stages.engine import losses
-from stages.engine import order
+from stages.engine import checkpoint, dsrmc, losses, order
 from stages.errors import InterruptedRun, StaleArtifactError
-from stages.engine.support import Cadence, Signals, debug_sleep, gpu_peak_mb, record_batches
+from stages.engine.support import Cadence, Signals, batch_inputs, debug_sleep, gpu_peak_mb, record_batches
 from stages.engine.replicas import Replica, batch_size, epoch_steps, finish, pool
 
 log = logging.getLogger("climd")
@@ -41,6 +39,7 @@ def signature(rep: Replica, model_cls) -> tuple:
     plan = tuple(tuple(epoch_steps(rep, e, model_cls.batching)) for e in range(rep.start_epoch, rep.total_epochs + 1))
     shared = (o.model, json.dumps(o.model_options, sort_keys=True), tuple(sorted(rep.unit.shapes.items())),
               len(rep.unit.class_names), plan, o.select, o.select_metric, rep.start_epoch, o.device)
+    shared += dsrmc.signature(rep, batch_size(rep, rep.unit.n)) if o.curriculum == dsrmc.NAME else ()
     return shared if model_cls.vectorised else shared + (rep.name,)
 
 
@@ -225,20 +224,25 @@ class Group:
         pools = [pool(m, epoch) for m in members]
         steps_full = order.steps_per_full_epoch(members[0].unit.n, batch_size(members[0], members[0].unit.n))
         plans = []
+        scored = members[0].opts.curriculum == dsrmc.NAME and epoch <= members[0].epochs
         for r, m in enumerate(members):
             bs = batch_size(m, len(pools[r]))
             gen = self.rng[r]["order"]
-            if batching == "class-balanced":
+            if scored:                    # DSRMC: random batches, ordered below by the snapshot's loss
+                plans.append(dsrmc.candidates(gen, pools[r], m.unit.y, bs, batching))
+            elif batching == "class-balanced":
                 n = steps_full if m.opts.budget == "steps" else math.ceil(len(pools[r]) / bs)
                 plans.append(order.balanced_batches(gen, pools[r], m.unit.y, bs, n))
             else:
                 plans.append(order.epoch_batches(gen, pools[r], bs, steps_full if m.opts.budget == "steps" else None))
-        names = members[0].unit.class_names
+        names, notes = members[0].unit.class_names, [{} for _ in members]
+        if scored:
+            plans, notes, pools = dsrmc.order_epoch(self, plans, epoch, torch)
         pool_counts = np.stack([np.bincount(m.unit.y[pools[r]], minlength=len(names)) for r, m in enumerate(members)])
         for idx, fn, _ in self.loss_groups:               # losses whose prior is the epoch's class mix
             if getattr(fn, "needs_epoch_counts", False):
                 fn.set_epoch_counts(pool_counts if idx is None else pool_counts[idx.cpu().numpy()])
-        record_batches(epoch, members, plans)
+        record_batches(epoch, members, plans, notes)
         sizes = [len(b) for b in plans[0]]
         rows = np.stack([np.concatenate(p) for p in plans]) + self.offset[:, None]
         flat_rows = torch.as_tensor(rows.reshape(-1), device=self.device)
@@ -252,9 +256,7 @@ class Group:
         self.model.train_mode(True)
         pos = 0
         for size in sizes:
-            xb_all = x_epoch[:, pos:pos + size]
-            x = {k: (xb_all[:, :, a:b] if self.model.ones_column else
-                     xb_all[:, :, a:b].reshape(R, size, *self.unit0.shapes[k])) for k, (a, b) in self.columns.items()}
+            x = batch_inputs(self, x_epoch[:, pos:pos + size], size)
             y = y_epoch[:, pos:pos + size]
             noise = None
             if masks is not None:
@@ -269,14 +271,14 @@ class Group:
         losses = (acc / seen).tolist()
         aux_means = {k: (v / seen).tolist() for k, v in aux_acc.items()}
         records = []
-        phase = ("curriculum" if members[0].pools is not None and epoch <= members[0].epochs else
+        phase = ("curriculum" if scored or (members[0].pools is not None and epoch <= members[0].epochs) else
                  "finish" if epoch > members[0].epochs else "full")
         for r, m in enumerate(members):
             counts = pool_counts[r]
             rec = {"subset_size": int(len(pools[r])), "steps": len(sizes), "samples_seen": seen, "loss": losses[r]}
             rec.update({f"aux_{k}": v[r] for k, v in aux_means.items()})
             rec.update({f"n_{c}": int(n) for c, n in zip(names, counts)})
-            rec.update(epoch=epoch, phase=phase)
+            rec.update({k: v for k, v in notes[r].items() if k.startswith("dsrmc_")}, epoch=epoch, phase=phase)
             records.append(rec)
         return records
 
@@ -291,7 +293,7 @@ class Group:
         else:
             self.grads.zero_()
             out = self.model.forward(self.params, x, noise, y)
-            per = self._loss(out.logits, y, epoch, torch)
+            per = self.loss(out.logits, y, epoch, torch)
             if out.aux_loss is not None:
                 per = per + out.aux_loss
             per.sum().backward()
@@ -324,7 +326,8 @@ class Group:
         (dlogits,) = torch.autograd.grad(per.sum(), leaf)
         return per.detach(), dlogits
 
-    def _loss(self, logits, y, epoch: int, torch):
+    def loss(self, logits, y, epoch: int, torch):
+        """Each replica's training loss [R] of a batch, by its own loss group."""
         if len(self.loss_groups) == 1:
             return self.loss_groups[0][1](logits, y, epoch)
         per = torch.empty(self.R, dtype=logits.dtype, device=logits.device)

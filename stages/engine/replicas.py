@@ -22,6 +22,7 @@ from stages.store import tensorio
 from stages.store.atomic import atomic_write_text
 from stages.errors import StaleArtifactError, UsageError
 from stages.store.artifacts import Artifact, RunStore, Ticket
+from stages.engine import dsrmc
 
 MODEL_STEM, HISTORY = "model", "history.csv"
 
@@ -177,10 +178,15 @@ def epoch_steps(rep: Replica, epoch: int, batching: str = "shuffle") -> list[int
     size = len(pool(rep, epoch))
     bs = batch_size(rep, size)
     full = order.steps_per_full_epoch(rep.unit.n, batch_size(rep, rep.unit.n))
+    scored = rep.opts.curriculum == dsrmc.NAME and epoch <= rep.epochs      # equal batches, a paced count
     if batching == "class-balanced":
         n_cls = len(np.unique(rep.unit.y[pool(rep, epoch)]))
         n_steps = full if rep.opts.budget == "steps" else math.ceil(size / bs)
+        if scored:
+            n_steps = dsrmc.steps(size, bs, epoch, rep.epochs, rep.opts.dsrmc_pace, rep.opts.budget)
         return [max(1, bs // n_cls) * n_cls] * n_steps
+    if scored:
+        return [min(bs, size)] * dsrmc.steps(size, bs, epoch, rep.epochs, rep.opts.dsrmc_pace, rep.opts.budget)
     if rep.opts.budget == "steps":
         return [min(bs, size)] * full
     return [bs] * (size // bs) + ([size % bs] if size % bs else [])

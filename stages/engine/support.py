@@ -59,14 +59,23 @@ def gpu_peak_mb(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def record_batches(epoch: int, members: list, plans: list) -> None:
-    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines."""
+def record_batches(epoch: int, members: list, plans: list, notes: list | None = None) -> None:
+    """Test hook (CLIMD_DEBUG_BATCHES=FILE): append every replica's batches of this epoch as JSON lines
+    (with ``notes``: what else the engine knows of each replica's epoch, e.g. DSRMC's batch losses)."""
     path = os.environ.get("CLIMD_DEBUG_BATCHES")
     if path:
         with open(path, "a") as fh:
-            for m, plan in zip(members, plans):
+            for r, (m, plan) in enumerate(zip(members, plans)):
                 fh.write(json.dumps({"run": m.store.run, "seed": m.seed, "epoch": epoch,
-                                     "batches": [b.tolist() for b in plan]}) + "\n")
+                                     "batches": [b.tolist() for b in plan], **(notes[r] if notes else {})}) + "\n")
+
+
+def batch_inputs(group, xb_all, size: int) -> dict:
+    """A batch's model inputs by name from its gathered rows [R, size, columns] (``group``: the
+    engine's Group, which knows each input's columns and shape)."""
+    shapes = group.unit0.shapes
+    return {k: (xb_all[:, :, a:b] if group.model.ones_column else xb_all[:, :, a:b].reshape(group.R, size, *shapes[k]))
+            for k, (a, b) in group.columns.items()}
 
 
 def debug_sleep() -> None:

@@ -119,7 +119,7 @@ class MultiD(BatchedModel):
     defaults = {"hidden": 1000, "dropout": 0.5, "gate_weight": 1.0, "confidence_weight": 1.0,
                 "view_weight": 1.0, "gate": True, "confidence": True, "detach_target": False,
                 "init": "authors"}
-    #: the authors' training (engine does not read it; see notes/h-models.md): full batch, Adam
+    #: the authors' training (engine does not read it; see docs/models.md): full batch, Adam
     #: lr 1e-4, weight decay 1e-4, StepLR(500, 0.2); 2500 epochs on BRCA, 1000 on ROSMAP
     recipe = {"batch_size": 0, "lr": 1e-4, "weight_decay": 1e-4, "lr_step": 500, "lr_gamma": 0.2,
               "epochs": {"brca": 2500, "rosmap": 1000}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from stages.data.adapters import DataOptions, finish_dataset, read_dataset
 from stages.data.dataset import Dataset
 from stages.pipeline.encode_guard import EMBEDDED, check_same_data, resolved
 from stages.data.features import FILE
+from stages.encoders.volume import VolumeOptions
 from stages.core.hashing import file_sha256, files_fingerprint
 from stages.store.artifacts import Artifact, RunStore
 
@@ -39,6 +40,7 @@ class EncodeOptions:
     text_pool: str = "mean"
     batch_size: int = 32
     device: str = "auto"
+    volume: VolumeOptions = field(default_factory=VolumeOptions)   # CT/MRI volumes (--volume-*)
 
 
 def run(store: RunStore, data: Path | None, data_opts: DataOptions, opts: EncodeOptions,
@@ -89,14 +91,19 @@ def _model_params(opts: EncodeOptions, kinds: set[str]) -> dict:
     from stages.runtime import device as devices
 
     params = {}
-    needs_device = bool(kinds & {"image", "text"})
+    needs_device = bool(kinds & {"image", "text", "volume"})
     if needs_device:
         params["compute"] = "cuda-amp" if devices.resolve(opts.device).startswith("cuda") else "cpu-fp32"
-    if "image" in kinds:
+    if kinds & {"image", "volume"}:
         from stages.encoders import image
 
         weights = None if opts.random_init else (
             Path(opts.image_weights) if opts.image_weights else image.default_weights(opts.image_encoder))
+    if "volume" in kinds:
+        from stages.pipeline import encode_volume
+
+        params["volume"] = encode_volume.params(opts, _sha(weights))
+    if "image" in kinds:
         params["image"] = {"encoder": opts.image_encoder, "size": opts.image_size, "random_init": opts.random_init,
                            "weights_sha256": _sha(weights), "allow_random": opts.allow_random_weights,
                            "stages": opts.image_stages, "grid": opts.stage_grid if opts.image_stages else None,
@@ -141,7 +148,7 @@ def write_features(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, i
             elif shards is not None:
                 info = shards.copy_into(h5, group, name)
             else:
-                info = (encode_image if mod.kind == "image" else encode_text)(h5, group, name, list(mod.values), opts)
+                info = encoder_of(mod.kind)(h5, group, name, list(mod.values), opts)
             group[name].attrs["kind"] = mod.kind
             group[name].attrs["encoder"] = json.dumps(_stable(info), default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
@@ -150,9 +157,20 @@ def write_features(path: Path, ds: Dataset, opts: EncodeOptions, params: dict, i
     return summary
 
 
+def encoder_of(kind: str):
+    """The writer of an image, text or volume modality: (h5, group, name, values, opts) -> record."""
+    if kind == "volume":
+        from functools import partial
+
+        from stages.pipeline.encode_volume import write
+
+        return partial(write, matrix=matrix, gpu_peak=(_reset_gpu_peak, _gpu_peak))
+    return encode_image if kind == "image" else encode_text
+
+
 # Facts about one particular execution: kept in meta.json (the summary), never in features.h5, so two
 # encodes of the same data give byte-identical files.
-RUN_FACTS = ("device", "seconds", "images_per_s", "gpu_peak_mb")
+RUN_FACTS = ("device", "seconds", "images_per_s", "gpu_peak_mb", "volumes_per_s", "timing_s")
 
 
 def _stable(info: dict) -> dict:

@@ -34,7 +34,7 @@ class Fitted:
     """What the run's encode stage learned and used, read back from its artifact."""
 
     class_names: list[str]
-    kinds: dict[str, str]                       # modality -> tabular | image | text
+    kinds: dict[str, str]                       # modality -> tabular | image | text | volume
     dims: dict[str, int]
     stats: dict[str, dict]                      # tabular modality -> mean, std, fill, names
     encoders: dict[str, dict]                   # modality -> the encoder record of encode
@@ -160,6 +160,10 @@ def encode_new(new: NewSamples, fitted: Fitted, data: Path, run: str, stages: bo
             mods[name] = tabular(mod, fitted.stats[name], fitted.dims[name], new.ids, notes)
         elif kind == "image":
             mods[name], maps[name] = _image(mod, fitted, device, batch_size, stages, notes)
+        elif kind == "volume":
+            from stages.pipeline.encode_volume import encode_new as volume_features
+
+            mods[name], maps[name] = volume_features(mod, fitted, _device(device, fitted, notes), batch_size, stages)
         else:
             mods[name] = _text(mod, fitted, device, batch_size, notes)
         if mods[name].shape[1] != fitted.dims[name]:

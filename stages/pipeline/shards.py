@@ -30,7 +30,7 @@ from stages.store.artifacts import Artifact, RunStore
 
 FILE = "shard.h5"
 SHARD_VERSION = 1
-SHARDED = ("image", "text")
+SHARDED = ("image", "text", "volume")
 log = logging.getLogger("climd")
 
 
@@ -102,7 +102,7 @@ def _write_shard(path: Path, ds, opts, start: int, stop: int, shard: Shard) -> d
             if mod.kind not in SHARDED:
                 continue
             values = list(mod.values)[start:stop]
-            info = (encode.encode_image if mod.kind == "image" else encode.encode_text)(h5, group, name, values, opts)
+            info = encode.encoder_of(mod.kind)(h5, group, name, values, opts)
             group[name].attrs["encoder"] = json.dumps(info, default=str)
             summary["modalities"][name] = {"kind": mod.kind, "shape": list(group[name].shape), **info}
     with open(path, "wb") as fh:

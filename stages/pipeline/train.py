@@ -23,9 +23,11 @@ from stages.core.names import check_name
 from stages.engine.replicas import Replica
 from stages.store import layout
 from stages.store.artifacts import Artifact, RunStore, run_for_seed, without_defaults
+from stages.engine import dsrmc
 
 STAGE, VERSION = "train", 2
-CURRICULA = ("none",) + pacing.PACINGS
+CURRICULA = ("none",) + pacing.PACINGS + (dsrmc.NAME,)
+SCHEDULE_FREE = ("none", dsrmc.NAME)   # curricula that read no schedule artifact
 BUDGETS = ("epochs", "steps")
 SELECT = ("last", "best-valid")
 DEFAULT_EPOCHS = 100
@@ -58,6 +60,7 @@ class TrainOptions:
     finish_epochs: int = 0
     select: str = "last"
     select_metric: str = "f1_macro"
+    dsrmc_pace: float = dsrmc.DEFAULT_PACE   # --curriculum dsrmc: every batch from epoch pace * T on
     device: str = "auto"
 
     def loss_options(self) -> losses.LossOptions:
@@ -72,9 +75,16 @@ class TrainOptions:
         self.loss_options().check()
         if self.schedule_tag is not None:
             check_name(self.schedule_tag, "--schedule-tag")
-        if self.resample != "none" and self.curriculum != "none":
+        if self.resample != "none" and self.curriculum not in SCHEDULE_FREE:
             raise UsageError("--resample makes synthetic/removed samples the schedule cannot name",
-                             fix="use --resample with --curriculum none")
+                             fix="use --resample with --curriculum none or dsrmc")
+        dsrmc.check_pace(self.dsrmc_pace)
+        if self.schedule_tag is not None and self.curriculum == dsrmc.NAME:
+            raise UsageError("--curriculum dsrmc reads no schedule, so --schedule-tag has nothing to select",
+                             fix="drop --schedule-tag")
+        if self.dsrmc_pace != dsrmc.DEFAULT_PACE and self.curriculum != dsrmc.NAME:
+            raise UsageError(f"--dsrmc-pace applies only to --curriculum dsrmc, not {self.curriculum}",
+                             fix="drop --dsrmc-pace or use --curriculum dsrmc")
         if self.model in reference.MODELS and (self.curriculum != "none" or self.resample != "none"):
             raise UsageError(f"--model {self.model} is a scikit-learn reference: it takes neither a curriculum "
                              "nor --resample", fix="use --curriculum none")
@@ -105,6 +115,7 @@ class TrainOptions:
         parts += ["fullbatch"] if self.batch_size == 0 else ([f"bs{self.batch_size}"] if self.batch_size != default.batch_size else [])
         parts += [f"lrstep{self.lr_step}x{self.lr_gamma:g}"] if self.lr_step else []
         parts += [f"sel-{self.select_metric}"] if self.select == "best-valid" else []
+        parts += [f"pace{self.dsrmc_pace:g}"] if self.dsrmc_pace != dsrmc.DEFAULT_PACE else []
         parts += [f"{k}{v}" for k, v in sorted(self.model_options.items())]
         return "+".join(parts)
 
@@ -123,7 +134,7 @@ def prepare(store: RunStore, opts: TrainOptions, seed: int, variant: str | None 
         raise UsageError(f"seed {seed} is negative", fix="use seeds >= 0")
     enc = store.load("encode")
     inputs, sched, epochs = {"encode": enc.ref()}, None, opts.epochs or DEFAULT_EPOCHS
-    if opts.curriculum != "none":
+    if opts.curriculum not in SCHEDULE_FREE:
         sched = store.load(schedule.artifact_name(opts.curriculum, opts.schedule_tag))
         if sched.params["pacing"] != opts.curriculum:
             raise UsageError(f"{sched.name} was built with --pacing {sched.params['pacing']}, not {opts.curriculum}",

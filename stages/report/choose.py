@@ -103,3 +103,48 @@ def by_mean(rows: pd.DataFrame, patterns: list[str], metric: str) -> tuple[str, 
     table = table.loc[names].reset_index()
     best = table.iloc[int(np.argmax(table["mean"].fillna(-np.inf).to_numpy()))]["variant"]
     return best, table
+
+
+def optimism(chosen: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, panels: dict[str, list[str]],
+             delta: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The selection's optimism: how much better the chosen candidates looked on validation than on test.
+
+    Returns (chosen with ``test_score`` and ``optimism`` = valid_score − test_score per replicate,
+    one summary row per NAME, warnings). Summary: replicates, candidates (the most eligible), n_valid
+    (mean validation size), valid_mean, test_mean, optimism (their difference), gap_unselected (mean
+    valid − test over every candidate and replicate: the gap that is not due to choosing) and excess =
+    optimism − gap_unselected, what choosing the maximum of the panel costs. ``panels``: NAME -> its
+    --choose patterns. A warning when excess
+    exceeds ``delta`` (metric scale): the panel is then too large for its validation split."""
+    if chosen is None or not len(chosen):
+        return chosen, pd.DataFrame(), []
+    metric = chosen.metric.iloc[0]
+    tkey = test.set_index(["run", "seed", "variant"])[metric].astype(float)
+    vkey = valid.set_index(["run", "seed", "variant"])
+    chosen = chosen.copy()
+    chosen["test_score"] = [tkey.get((r, s, c), np.nan) if c is not None else np.nan
+                            for r, s, c in chosen[["run", "seed", "chosen"]].itertuples(index=False)]
+    chosen["optimism"] = chosen.valid_score - chosen.test_score
+    rows, warnings = [], []
+    for name, group in chosen.groupby("name", sort=False):
+        cands = candidates(list(valid.variant) + list(test.variant), panels[name])
+        reps = set(zip(group.run, group.seed))
+        gaps = [float(vkey.loc[(r, s, c), metric]) - tkey[(r, s, c)] for r, s in reps for c in cands
+                if (r, s, c) in vkey.index and (r, s, c) in tkey.index]
+        sizes = [vkey.loc[(r, s, c), "n_test"] for r, s, c in zip(group.run, group.seed, group.chosen)
+                 if c is not None and (r, s, c) in vkey.index and "n_test" in vkey]
+        ok = group.dropna(subset=["valid_score", "test_score"])
+        rec = {"name": name, "metric": metric, "replicates": len(ok), "candidates": int(group.eligible.max()),
+               "n_valid": float(np.mean(sizes)) if sizes else np.nan, "valid_mean": ok.valid_score.mean(),
+               "test_mean": ok.test_score.mean(), "optimism": (ok.valid_score - ok.test_score).mean(),
+               "gap_unselected": float(np.mean(gaps)) if gaps else np.nan}
+        rec["excess"] = rec["optimism"] - rec["gap_unselected"]
+        rows.append(rec)
+        if delta is not None and rec["excess"] > delta:
+            warnings.append(f"--choose {name}: choosing the best of {rec['candidates']} candidates on "
+                            f"{rec['n_valid']:.0f} validation samples looked {rec['excess'] * 100:.1f} points better "
+                            f"on validation than on test beyond the candidates' usual gap, more than the margin "
+                            f"delta = {delta * 100:g}: the panel is large for its validation split (fewer candidates, "
+                            "a larger validation split, or choice by inner cross-validation)")
+    return chosen, pd.DataFrame(rows), warnings
+

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.report import decision
 from stages.report import markdown as report_md
 from stages.report import stats
 from stages.store.atomic import atomic_dir, atomic_write_json
@@ -224,12 +225,16 @@ def _shared_splits(g: pd.DataFrame, common) -> str:
 
 
 def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None,
-           columns: list[str] | None = None) -> pd.DataFrame:
+           columns: list[str] | None = None, delta: float | None = None,
+           decision_metric: str = PRIMARY) -> pd.DataFrame:
     """Every variant (or ``variants``) against ``reference`` over the replicates both have.
 
-    Replicates from more than one run are resplits of the data: Nadeau–Bengio corrected t with
-    n_test/n_train averaged over the pairs. All pairs from one run (seeds on one split): the
-    ordinary paired t-test. Holm adjusts the t p-values across the rows, per metric."""
+    Replicates from more than one run are resplits of the data: the (run, seed) differences are
+    averaged per run (seeds of one split share it), then Nadeau–Bengio corrected t on the J run means
+    with n_test/n_train averaged over the runs. All pairs from one run (seeds on one split): the
+    ordinary paired t-test over the seeds. Holm adjusts the t p-values across the rows, per metric.
+    With ``delta`` (metric scale), ``decision_metric`` also gets the decision of ``decision.decide``,
+    TOST (Holm over the rows) and the split/seed variance decomposition."""
     if reference not in set(rows.variant):
         raise UsageError(f"reference variant {reference!r} has no evaluations",
                          fix=f"choose from {sorted(set(rows.variant))}")
@@ -253,27 +258,84 @@ def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None
                "n_test_over_n_train": np.nan if ratio is None else ratio,
                "runs": len({r for r, _ in common}), "n_dropped": len(dropped), "dropped": "; ".join(dropped)}
         for m in columns:
-            d = (g.loc[common, m].astype(float) - ref.loc[common, m].astype(float)).to_numpy()
-            d = d[~np.isnan(d)]
+            d = _per_replicate(_pairs(g, ref, common, m), ratio)
             t, w = stats.t_test(d, ratio), stats.wilcoxon(d)
             rec.update({f"n_{m}": t["n"], f"d_{m}": t["mean"], f"ci_low_{m}": t["ci_low"], f"ci_high_{m}": t["ci_high"],
                         f"se_{m}": t["se"], f"t_{m}": t["t"], f"p_t_{m}": t["p"], f"p_wilcoxon_{m}": w["p"],
                         f"wilcoxon_min_p_{m}": w["min_p"]})
+        if delta is not None and decision_metric in columns:
+            rec.update(_decision(_pairs(g, ref, common, decision_metric), ratio, delta, decision_metric))
         out.append(rec)
     table = pd.DataFrame(out, columns=list(out[0]) if out else ["variant", "reference", "n_pairs"])
     for m in columns:
         if f"p_t_{m}" in table:
             table[f"p_holm_{m}"] = stats.holm(table[f"p_t_{m}"].to_numpy(dtype=float))
+    if "p_tost" in table:
+        table["p_tost_holm"] = stats.holm(table["p_tost"].to_numpy(dtype=float))
     return table
+
+
+def _pairs(g: pd.DataFrame, ref: pd.DataFrame, common, m: str) -> pd.Series:
+    """Per (run, seed) differences variant − reference of metric ``m`` (NaN dropped)."""
+    return (g.loc[common, m].astype(float) - ref.loc[common, m].astype(float)).dropna()
+
+
+def _per_replicate(pairs: pd.Series, ratio) -> np.ndarray:
+    """The differences the tests use: per seed on one split; averaged over the seeds of each run (the
+    replicate) when the pairs span several runs."""
+    return pairs.to_numpy() if ratio is None else pairs.groupby(level="run", sort=True).mean().to_numpy()
+
+
+def _decision(pairs: pd.Series, ratio, delta: float, metric: str) -> dict:
+    d = _per_replicate(pairs, ratio)
+    b, t = decision.decide(d, delta, ratio or 0.0), decision.tost(d, delta, ratio or 0.0)
+    rec = {"decision_metric": metric, **{k: b[k] for k in ("delta", "p_worse", "p_equivalent", "p_better",
+                                                           "decision", "gain_ruled_out", "loss_ruled_out")},
+           "posterior_df": b["df"], "posterior_scale": b["scale"], **t}
+    if ratio is not None:
+        two = decision.two_level(pairs.to_numpy(), pairs.index.get_level_values("run").to_numpy(), ratio)
+        rec.update({"seeds_per_replicate": two["K"], **{k: two[k] for k in (
+            "sigma2_split", "sigma2_seed", "se_two_level", "df_two_level", "ci_low_two_level", "ci_high_two_level")}})
+    return rec
+
+
+def differences(rows: pd.DataFrame, reference: str, variants: list[str] | None = None,
+                metric: str = PRIMARY) -> pd.DataFrame:
+    """One row per replicate and comparison (the J differences the decision used), so the posterior
+    can be recomputed with ``scipy.stats.t``: replicate, variant, reference, metric, diff (metric
+    scale), seeds (how many seeds were averaged), n_train, n_test."""
+    ref = rows[rows.variant == reference].set_index(["run", "seed"])
+    names = [v for v in (variants or list(dict.fromkeys(rows.variant))) if v != reference and v in set(rows.variant)]
+    out = []
+    for variant in names:
+        g = rows[rows.variant == variant].set_index(["run", "seed"])
+        common = g.index.intersection(ref.index).sort_values()
+        pairs = _pairs(g, ref, common, metric)
+        sizes = g.loc[pairs.index].reindex(columns=["n_train", "n_test"]).astype(float)
+        if len({r for r, _ in pairs.index}) > 1:
+            groups = pairs.groupby(level="run", sort=True)
+            for (run, d), (_, k), (_, size) in zip(groups.mean().items(), groups.size().items(),
+                                                    sizes.groupby(level="run", sort=True).mean().iterrows()):
+                out.append({"replicate": run, "variant": variant, "reference": reference, "metric": metric,
+                            "diff": d, "seeds": int(k), "n_train": size.n_train, "n_test": size.n_test})
+        else:
+            for (run, seed), d in pairs.items():
+                out.append({"replicate": f"{run}/seed{seed}", "variant": variant, "reference": reference,
+                            "metric": metric, "diff": d, "seeds": 1, "n_train": sizes.loc[(run, seed), "n_train"],
+                            "n_test": sizes.loc[(run, seed), "n_test"]})
+    return pd.DataFrame(out, columns=["replicate", "variant", "reference", "metric", "diff", "seeds", "n_train", "n_test"])
 
 
 def write(out: Path, rows: pd.DataFrame, table: pd.DataFrame, comparisons: list[pd.DataFrame], title: str,
           command: str, split: str, extra: str = "", info: dict | None = None,
-          chosen: pd.DataFrame | None = None) -> Path:
-    """report.md, report.csv, runs.csv, paired_vs_<ref>.csv, chosen.csv and report.json, atomically."""
+          chosen: pd.DataFrame | None = None, diffs: pd.DataFrame | None = None) -> Path:
+    """report.md, report.csv, runs.csv, paired_vs_<ref>.csv, differences.csv, chosen.csv and report.json,
+    atomically."""
     info = info or {}
     out = Path(out)
     with atomic_dir(out) as tmp:
+        if diffs is not None:
+            diffs.to_csv(tmp / "differences.csv", index=False, float_format="%.10g")
         rows.to_csv(tmp / "runs.csv", index=False, float_format="%.10g")
         table.to_csv(tmp / "report.csv", index=False, float_format="%.6g")
         for comp in comparisons:

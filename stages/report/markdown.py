@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from stages.core import metrics
-from stages.report import stats
+from stages.report import decision, stats
 
 METRICS = metrics.HEADLINE
 PRIMARY = "f1_macro"
@@ -71,8 +71,8 @@ def test_sentence(comp) -> str:
         mixed = bool(((comp.runs > 1) & (comp.n_pairs > comp.runs)).any()) if "runs" in comp else False
         return ("Replicates are resplits of the same data: Nadeau–Bengio corrected resampled t-test, variance "
                 f"× (1/J + n_test/n_train) with n_test/n_train = {ratio:.3f}, J − 1 df; the CI uses the same "
-                "corrected standard error." + (" Some runs hold several seeds: each (run, seed) counts as its own "
-                                               "resplit, which understates the variance." if mixed else ""))
+                "corrected standard error." + (" Some runs hold several seeds: the differences are averaged over "
+                                               "the seeds of each run first (J = runs)." if mixed else ""))
     if tests == {stats.PAIRED_T}:
         return ("All pairs come from one split (seeds of one run): ordinary paired t-test; its variance covers "
                 "training randomness only, not the choice of split.")
@@ -98,7 +98,10 @@ def markdown(table, comparisons, title: str, command: str, split: str, extra: st
     lines += _recall(table, info.get("positive_class"))
     if chosen is not None and len(chosen):
         lines += _chosen(chosen, info.get("choose", []))
+    if info.get("optimism"):
+        lines += _optimism(info["optimism"])
     for comp in comparisons:
+        lines += _decisions(comp)
         lines += _paired(comp)
     lines += [extra] if extra else []
     lines += ["", f"Produced by: `{command}`", ""]
@@ -163,4 +166,58 @@ def _paired(comp) -> list[str]:
               "| variant | " + " | ".join(f"Δ{SHORT[c]}" for c in cols) + " |", "|---|" + "---|" * len(cols)]
     for _, r in comp.iterrows():
         lines.append(f"| {r.variant} | " + " | ".join(f"{delta_ci(r, c)} ({p(r[f'p_holm_{c}'])})" for c in cols) + " |")
+    return lines
+
+
+def _pts(x, sign: bool = True) -> str:
+    return "–" if _nan(x) else (f"{x * 100:+.1f}" if sign else f"{x * 100:.1f}")
+
+
+def _optimism(rows: list[dict]) -> list[str]:
+    lines = ["", "Selection optimism (points): mean validation score of the chosen candidate minus its test score; "
+                 "*gap* is the same difference averaged over every candidate (not due to choosing); *excess* = "
+                 "optimism − gap, what picking the best of the panel on validation costs.", "",
+             "| chosen | candidates | validation size | validation | test | optimism | gap | excess |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = "–" if _nan(r["n_valid"]) else f"{r['n_valid']:.0f}"
+        lines.append(f"| {r['name']} | {r['candidates']} | {size} | "
+                     f"{_pts(r['valid_mean'], False)} | {_pts(r['test_mean'], False)} | {_pts(r['optimism'])} | "
+                     f"{_pts(r['gap_unselected'])} | {_pts(r['excess'])} |")
+    return lines
+
+
+def _decisions(comp) -> list[str]:
+    if comp.empty or "decision" not in comp:
+        return []
+    ref, m = comp.reference.iloc[0], comp.decision_metric.iloc[0]
+    delta = comp.delta.iloc[0] * 100
+    lines = ["", f"### Decision vs {ref} (margin δ = {delta:g} points of {NAMES.get(m, m)})", "",
+             f"Bayesian correlated t-test (posterior of the mean difference: Student-t, J − 1 df, scale² = "
+             f"(1/J + n_test/n_train)·s²): P(worse by more than δ), P(within ±δ), P(better by more than δ); "
+             f"decided when one reaches 0.95, else inconclusive. *Ruled out*: differences above / below these "
+             f"(the 95 % posterior bounds: each side has posterior probability 0.05). TOST: the 90 % interval with the same standard error inside ±δ "
+             f"(Holm over the {len(comp)} rows).", "",
+             "| variant | J | Δ | P(worse) | P(equiv.) | P(better) | decision | ruled out: above | "
+             "ruled out: below | TOST 90 % CI | TOST Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in comp.iterrows():
+        j = r.get(f"n_{m}", r.n_pairs)
+        lines.append(f"| {r.variant} | {j} | {_pts(r.get(f'd_{m}'))} | {p(r.p_worse)} | {p(r.p_equivalent)} | "
+                     f"{p(r.p_better)} | **{r.decision}** | {_pts(r.gain_ruled_out)} | {_pts(r.loss_ruled_out)} | "
+                     f"[{_pts(r.ci90_low)}, {_pts(r.ci90_high)}] | {p(r.p_tost_holm)} |")
+    if "sigma2_seed" in comp and comp.sigma2_seed.notna().any():
+        lines += ["", "Seeds per replicate: variance of the per-seed differences split into between-split and "
+                      "between-seed parts (points²); the two-level interval inflates only the split part by the "
+                      "overlap term (docs/statistics.md); the plain corrected interval is the CI above.", "",
+                  "| variant | seeds/replicate | σ²_split | σ²_seed | 95 % CI plain | 95 % CI two-level | "
+                  "projected half-width K = 1 / 3 / 5, plain; two-level |", "|---|---|---|---|---|---|---|"]
+        for _, r in comp.iterrows():
+            j, ratio = int(r.get(f"n_{m}", 0) or 0), r.n_test_over_n_train
+            proj = "–"
+            if j >= 2 and not _nan(r.sigma2_seed) and not _nan(ratio):
+                w = [decision.projected_half_width(j, ratio, r.sigma2_split, r.sigma2_seed, k) for k in (1, 3, 5)]
+                proj = (" / ".join(f"{a * 100:.1f}" for a, _ in w) + "; " + " / ".join(f"{b * 100:.1f}" for _, b in w))
+            lines.append(f"| {r.variant} | {r.seeds_per_replicate:.1f} | {r.sigma2_split * 1e4:.2f} | "
+                         f"{r.sigma2_seed * 1e4:.2f} | [{_pts(r.get(f'ci_low_{m}'))}, {_pts(r.get(f'ci_high_{m}'))}] | "
+                         f"[{_pts(r.ci_low_two_level)}, {_pts(r.ci_high_two_level)}] | {proj} |")
     return lines

@@ -24,7 +24,10 @@ OPTIONS: dict[str, dict[str, str]] = {
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "exif-orientation": "bool",
                "image-stages": "bool", "stage-grid": "int",
-               "text-model": "path", "text-pool": "str", "batch-size": "int", "device": "str", "shards": "int"},
+               "text-model": "path", "text-pool": "str", "batch-size": "int", "device": "str", "shards": "int",
+               "volume-spacing": "str", "volume-planes": "str", "volume-slices": "int", "volume-intensity": "str",
+               "volume-ct-windows": "str", "volume-mri-percentiles": "str", "volume-pool": "str",
+               "volume-memory-mb": "float"},
     "score": {"folds": "int", "measure": "str", "combine": "str", "easy": "str", "seed": "int",
               "probe-hidden": "int", "probe-epochs": "int", "probe-lr": "float", "probe-weight-decay": "float",
               "probe-head": "str", "tag": "str"},
@@ -90,7 +93,14 @@ def encode_args(opts: dict):
                             derm_tabular=o.get("derm-tabular", "meta"),
                             derm_modalities=o.get("derm-modalities"), impute=o.get("impute"))
     enc = EncodeOptions(**{k.replace("-", "_"): (Path(v) if k in ("image-weights", "text-model") and v else v)
-                           for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__})
+                           for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__
+                           and k != "volume"})
+    vol = {k[len("volume-"):].replace("-", "_"): str(v) if k not in ("volume-slices", "volume-memory-mb") else v
+           for k, v in o.items() if k.startswith("volume-")}
+    if vol:
+        from stages.encoders import volume
+
+        enc.volume = volume.parse(**vol)
     return data, data_opts, enc
 
 
@@ -175,6 +185,9 @@ def _expected_params(stage: str, opts: dict, artifact: Artifact):
             (enc.image_encoder, enc.image_size, enc.random_init, enc.image_stages, enc.exif_orientation):
         return None
     if text is not None and text.get("pool") != enc.text_pool:
+        return None
+    vol = have.get("volume")
+    if vol is not None and {k: v for k, v in vol.items() if k in enc.volume.key()} != enc.volume.key():
         return None
     return have
 

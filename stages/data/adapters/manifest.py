@@ -11,6 +11,7 @@
       vitals: {type: tabular, columns: [age, bmi]}      # numeric columns of the main table
       ct:     {type: image, column: ct_path, root: images}
       notes:  {type: text, column: report}
+      scan:   {type: volume, column: ct_file, root: volumes}   # NIfTI files or DICOM series folders
 
 Unknown keys and wrong types are refused by :mod:`.manifest_schema` before any file is read.
 """
@@ -110,6 +111,12 @@ def modality(name, mspec, table, ids, base, table_path, manifest, files) -> Moda
         root = base / mspec.get("root", ".")
         paths = resolve_images(root, table[col].astype(str).tolist(), table_path)
         files.extend(paths)
+        return Modality(name, kind, paths, table_path)
+    if kind == "volume":
+        from stages.data.adapters.volumes import resolve
+
+        paths, volume_files = resolve(base / mspec.get("root", "."), table[col].tolist(), table_path, col)
+        files.extend(volume_files)
         return Modality(name, kind, paths, table_path)
     texts = table[col].fillna("").astype(str).tolist()
     return Modality(name, kind, texts, table_path)

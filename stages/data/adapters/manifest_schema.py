@@ -21,7 +21,8 @@ TOP = {"table": (STR, True), "id_column": (STR, True), "label_column": (STR, Tru
        "classes": ("a list of class names", False), "name": (STR, False)}
 MODALITY = {"tabular": {"type": STR, "file": STR, "columns": LIST, "id_column": STR},
             "image": {"type": STR, "column": STR, "root": STR},
-            "text": {"type": STR, "column": STR}}
+            "text": {"type": STR, "column": STR},
+            "volume": {"type": STR, "column": STR, "root": STR}}
 ALL_MODALITY_KEYS = sorted({k for keys in MODALITY.values() for k in keys})
 MAX_PROBLEMS = 5
 
@@ -69,7 +70,7 @@ def check(spec, path: Path, required: tuple = tuple(k for k, (_, req) in TOP.ite
 def _modality(name, mspec) -> list[str]:
     where = f"modality {str(name)[:40]!r}"
     if mspec is None:
-        return [f"{where} has no settings (needs at least `type: tabular|image|text`)"]
+        return [f"{where} has no settings (needs at least `type: tabular|image|text|volume`)"]
     if not isinstance(mspec, dict):
         return [f"{where} must be a mapping such as {{type: tabular, file: labs.csv}}, found {_kind(mspec)}"]
     kind = mspec.get("type")
@@ -89,7 +90,7 @@ def _modality(name, mspec) -> list[str]:
         problems.append(f"{where} has both 'file' and 'columns': give one")
     if kind == "tabular" and "id_column" in mspec and "file" not in mspec:
         problems.append(f"{where}: 'id_column' applies only with 'file'")
-    if kind in ("image", "text") and "column" not in mspec:
+    if kind in ("image", "text", "volume") and "column" not in mspec:
         problems.append(f"{where} needs 'column' (the table column with the {kind} of each sample)")
     return problems
 
@@ -118,5 +119,5 @@ def _kind(value) -> str:
 
 
 def _see() -> str:
-    return "see the manifest keys in the README (table, id_column, label_column, modalities, split_column, " \
+    return "see the manifest keys in docs/data.md (table, id_column, label_column, modalities, split_column, " \
            "classes, name)"
