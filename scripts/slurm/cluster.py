@@ -190,10 +190,10 @@ class Cluster:
         lay = self.layout
         for sub in ("state", "spool", "log", "run", "bin"):
             (lay.root / sub).mkdir(parents=True, exist_ok=True)
-        if not lay.key.exists():
+        if not lay.key.exists():           # an existing key (the munge package's) is used as it is
             lay.key.parent.mkdir(parents=True, exist_ok=True)
             lay.key.write_bytes(os.urandom(1024))
-        lay.key.chmod(0o400 if lay.key.stat().st_uid == os.getuid() else 0o600)
+            lay.key.chmod(0o400)
         lay.socket.parent.mkdir(parents=True, exist_ok=True)
         if fake_sacct:
             sacct = lay.root / "bin" / "sacct"
@@ -223,22 +223,28 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
-    def start(self) -> dict[str, float]:
-        """Start munged, slurmctld and slurmd in the foreground of their own sessions (children of
-        this process: they outlive it); returns timings. Raises RuntimeError when one does not start."""
+    def start(self, munged: bool = True) -> dict[str, float]:
+        """Start munged (unless ``munged`` is False: one already serves the socket), slurmctld and
+        slurmd in the foreground of their own sessions (children of this process: they outlive it);
+        returns timings. Raises RuntimeError when one does not start."""
         t0, lay, timings = time.monotonic(), self.layout, {}
-        with contextlib.suppress(FileNotFoundError):
-            lay.socket.unlink()            # a stale socket of an earlier munged would look ready
-        self._start("munged", ["--foreground", "--force", f"--key-file={lay.key}", f"--socket={lay.socket}",
-                               f"--pid-file={lay.root}/run/munged.daemon.pid",
-                               f"--seed-file={lay.root}/run/munge.seed", f"--log-file={lay.logs_dir}/munged.log"])
-        self._wait_for("the munge socket", lay.socket.exists, 20)
+        if munged:
+            self._start_munged()
         timings["munged_s"] = time.monotonic() - t0
         self._start("slurmctld", ["-D", "-c", "-f", str(lay.conf)])
         self._start("slurmd", ["-D", "-f", str(lay.conf), "-N", self.node])
         self._wait_for(f"node {self.node} to be idle in `sinfo`", self.node_idle)
         timings["start_s"] = time.monotonic() - t0
         return timings
+
+    def _start_munged(self) -> None:
+        lay = self.layout
+        with contextlib.suppress(FileNotFoundError):
+            lay.socket.unlink()            # a stale socket of an earlier munged would look ready
+        self._start("munged", ["--foreground", "--force", f"--key-file={lay.key}", f"--socket={lay.socket}",
+                               f"--pid-file={lay.root}/run/munged.daemon.pid",
+                               f"--seed-file={lay.root}/run/munge.seed", f"--log-file={lay.logs_dir}/munged.log"])
+        self._wait_for("the munge socket", lay.socket.exists, 20)
 
     def node_idle(self) -> bool:
         out = subprocess.run([self.tools["sinfo"], "-h", "-N", "-n", self.node, "-o", "%t"], env=self.env,
@@ -304,6 +310,16 @@ class Cluster:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {path} (last {lines} lines)\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def serving(sock: Path) -> bool:
+    """Whether a daemon listens on the unix socket ``sock`` (a munged this script did not start)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(sock))
+            return True
+        except OSError:
+            return False
 
 
 def _alive(pid: int) -> bool:
@@ -387,12 +403,15 @@ def up(max_array_size: int | None) -> int:
                 print(f"slurm-up: port {port} ({tool}) is in use: another SLURM runs here", file=sys.stderr)
                 return 1
     cluster.write_config()
+    own_munge = not serving(lay.socket)    # a munged of the system (systemd) keeps serving; we use it
     try:
-        timings = cluster.start()
+        timings = cluster.start(munged=own_munge)
     except (RuntimeError, OSError) as exc:
         print(f"slurm-up: the cluster did not start: {exc}\n{cluster.logs(20)}", file=sys.stderr)
         cluster.stop(SYSTEM_MARKER)
         return 1
+    if not own_munge:
+        print(f"slurm-up: using the munged already serving {lay.socket} (and its key)", file=sys.stderr)
     print(f"slurm-up: node {cluster.node} idle in partition {PARTITION} after {timings['start_s']:.1f} s; "
           f"configuration {lay.conf}, state and logs in {lay.root}; `make slurm-down` stops it", file=sys.stderr)
     return 0
