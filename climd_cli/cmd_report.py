@@ -65,128 +65,41 @@ def report(
     json: Annotated[bool, typer.Option("--json", help="Print every table, test and choice as JSON on stdout.", rich_help_panel="Output")] = False,
 ):
     """Aggregate evaluations into mean +- std tables with paired tests and CIs (stage 7)."""
-    import fnmatch
     import json as jsonlib
 
-    import pandas as pd
-
+    from stages.report import build as reports
     from stages.report import choose as chooser
     from stages.report import collect as lib
-    from stages.errors import UsageError
+    from stages.report.decision import DEFAULT_DELTA_POINTS
     from stages.store.artifacts import default_cache_dir
 
     from climd_cli.common import current_command
 
-    from stages.report.decision import DEFAULT_DELTA_POINTS
-
-    delta = DEFAULT_DELTA_POINTS if delta is None else delta
-    if not (delta >= 0 and delta < 100):
-        raise UsageError(f"--delta {delta} is not a margin in metric points", fix="give a number in [0, 100), e.g. --delta 2")
-    root = cache_dir or default_cache_dir()
-    stores = lib.expand_runs(root, run)
-    specs = [chooser.parse(s) for s in choose or []]
-    if specs and split != "test":
-        raise UsageError("--choose reports the chosen candidates' test metrics; it needs --split test",
-                         fix="drop --split (test is the default); the choice itself is always made on valid")
-    if len({n for n, _ in specs}) != len(specs):
-        raise UsageError("two --choose share a NAME", fix="give every --choose its own NAME")
-    order = variants.split(",") if variants else None
-    patterns = [p for _, ps in specs for p in ps]
-    relevant = None
-    if order:
-        wanted = set(order) | set(reference or [])
-        relevant = lambda v: v in wanted or any(fnmatch.fnmatchcase(v, p) for p in patterns)  # noqa: E731
-    col = lib.collect(stores, split, allow_incomplete, relevant)
-    _problems(col, split)
-    rows, chosen, choose_info = col.rows, [], []
-    if specs:
-        valid = lib.collect(stores, "valid", allow_incomplete,
-                            lambda v: any(fnmatch.fnmatchcase(v, p) for p in patterns), require=False)
-        _problems(valid, "valid", unevaluated=False)
-        for name, pats in specs:
-            if name in set(col.rows.variant):
-                raise UsageError(f"--choose name {name!r} is already an evaluated variant", fix="pick another NAME")
-            picks, warnings = chooser.per_replicate(valid.rows, col.rows, name, pats, choose_metric)
-            for w in warnings:
-                _warn(w)
-            extra_rows = chooser.virtual_rows(picks, col.rows, name)
-            rows = pd.concat([rows, extra_rows], ignore_index=True) if len(extra_rows) else rows
-            chosen.append(picks)
-            choose_info.append({"name": name, "patterns": pats, "metric": choose_metric, "split": "valid",
-                                "candidates": chooser.candidates(list(valid.rows.variant) + list(col.rows.variant), pats)})
-    positive = lib.positive_class(col.encode, positive_class)
-    rows = lib.add_sensitivity(rows, positive)
-    shown = lambda ref: [v for v in order if v != ref] if order else None  # noqa: E731
-    comparisons = [lib.paired(rows, ref, shown(ref), delta=delta / 100) for ref in (reference or [])]
-    diffs = pd.concat([lib.differences(rows, ref, shown(ref)) for ref in reference], ignore_index=True) if reference else None
-    optimism = None
-    if chosen:
-        panels = {n: ps for n, ps in specs}
-        picked, optimism, warnings = chooser.optimism(pd.concat(chosen, ignore_index=True), valid.rows, col.rows,
-                                                      panels, delta / 100)
-        chosen = [picked]
-        for w in warnings:
-            _warn(w)
-    if order:
-        rows = rows[rows.variant.isin(order)]
-    table = lib.summarise(rows, order)
-    for comp in comparisons:
-        _paired_warnings(comp)
-    target = out or stores[0].path("report" if split == "test" else f"report-{split}")
+    req = reports.Request(split=split, references=list(reference or []), order=variants.split(",") if variants else None,
+                          choose=[chooser.parse(s) for s in choose or []], choose_metric=choose_metric,
+                          delta=DEFAULT_DELTA_POINTS if delta is None else delta, positive_class=positive_class,
+                          allow_incomplete=allow_incomplete)
+    stores = lib.expand_runs(cache_dir or default_cache_dir(), run)
+    rep = reports.build(stores, req)
+    for w in rep.warnings:
+        _warn(w)
+    target = out or reports.default_target(stores, split)
     name = title or f"{', '.join(sorted(set(s.run for s in stores)))}"
-    extra = lib.selections_markdown(selections, table.variant.tolist()) if selections else ""
-    chosen_all = pd.concat(chosen, ignore_index=True) if chosen else None
-    run_info = {"positive_class": positive, "incomplete": col.incomplete, "unevaluated": col.unevaluated,
-                "choose": choose_info, "delta_points": delta,
-                "optimism": [] if optimism is None else optimism.to_dict(orient="records")}
-    lib.write(target, rows, table, comparisons, name, current_command(), split, extra, run_info, chosen_all, diffs)
+    extra = lib.selections_markdown(selections, rep.table.variant.tolist()) if selections else ""
+    reports.save(rep, target, name, current_command(), split, extra)
     if plot_recall is not None:
         from stages.report import plots
 
-        plots.recall_by_class(rows, table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
+        plots.recall_by_class(rep.rows, rep.table.variant.tolist(), plot_recall, f"{name}: per-class recall ({split})")
     if json:
         typer.echo(jsonlib.dumps(lib.json_ready({
-            "out": str(target), "table": table.to_dict(orient="records"),
-            "paired": [c.to_dict(orient="records") for c in comparisons],
-            "chosen": [] if chosen_all is None else chosen_all.to_dict(orient="records"), **run_info})))
+            "out": str(target), "table": rep.table.to_dict(orient="records"),
+            "paired": [c.to_dict(orient="records") for c in rep.comparisons],
+            "chosen": [] if rep.chosen is None else rep.chosen.to_dict(orient="records"), **rep.run_info})))
         return
     if not quiet():
-        _print_tables(name, split, table, comparisons, chosen_all)
+        _print_tables(name, split, rep.table, rep.comparisons, rep.chosen)
     typer.echo(str(target))
-
-
-def _problems(col, split: str, unevaluated: bool = True) -> None:
-    for i in col.incomplete:
-        _warn(f"incomplete replicate left out: {i['variant']} seed {i['seed']} of run {i['run']} "
-              f"({i['stage']}: {i['path']} has no meta.json); fix: {i['fix']}")
-    if unevaluated and col.unevaluated:
-        names = ", ".join(f"{u['variant']} seed {u['seed']} of {u['run']}" for u in col.unevaluated)
-        runs = sorted({u["run"] for u in col.unevaluated})
-        _warn(f"trained but not evaluated on {split}, so not in the report: {names}; "
-              f"fix: {' ; '.join(f'climd evaluate --run {r} --split {split}' for r in runs)}")
-
-
-def _paired_warnings(comp) -> None:
-    from stages.report import stats
-
-    if comp.empty:
-        return
-    ref = comp.reference.iloc[0]
-    for _, r in comp[comp.n_dropped > 0].iterrows():
-        _warn(f"{r.variant} vs {ref}: replicates dropped (on one side only): {r.dropped}")
-    few = comp[comp.n_pairs < 2].variant.tolist()
-    if few:
-        _warn(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
-    shared = comp[comp.get("shared_split", "").astype(str) != ""] if "shared_split" in comp else comp.iloc[:0]
-    if len(shared):
-        _warn(f"vs {ref}: runs {shared.shared_split.iloc[0]} share one split (same data, split file and split "
-              "options); the Nadeau–Bengio corrected t assumes every run is its own resplit, so its variance "
-              "is not the right one here; fix: compare resplits (`climd encode --resplit K` or split files), "
-              "or report seeds of one run (one run: the ordinary paired t)")
-    floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
-    for min_p, group in floor.groupby("wilcoxon_min_p_f1_macro"):
-        _warn(f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
-              f"(smallest attainable p with these pairs = 2/2^n = {min_p:.4g})")
 
 
 def _print_tables(name, split, table, comparisons, chosen) -> None:
@@ -258,6 +171,7 @@ def select(
     cache_dir: CacheOpt = None,
 ):
     """Choose among variants on the validation split, by the mean over replicates (or --per-replicate); prints the winner."""
+    from stages.report.build import problems as build_problems
     from stages.report import choose as chooser
     from stages.report import collect as lib
     from stages.errors import UsageError
@@ -271,7 +185,8 @@ def select(
                   highlight=False)
     stores = lib.expand_runs(cache_dir or default_cache_dir(), run)
     col = lib.collect(stores, split, allow_incomplete)
-    _problems(col, split, unevaluated=False)
+    for w in build_problems(col, split, unevaluated=False):
+        _warn(w)
     rows = col.rows
     for i, group in enumerate(candidates):
         patterns = group.split(",")

@@ -19,6 +19,7 @@ from pathlib import Path
 TRAIN = "train"
 EVALUATE = "evaluate"
 SCHEDULE = "schedule"
+REPORT = "report"                     # written by `climd report` (not an artifact: no meta.json)
 EVAL_PREFIX = "eval-"
 UPSTREAM = ("encode", "score", "fit-dist", "schedule")     # the stages of a run before training
 _SEED = re.compile(r"seed(\d+)\Z")
