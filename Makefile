@@ -12,7 +12,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo demo-run test bench reproduce reproduce-quick clean slurm-deps bench-images
+.PHONY: install demo demo-run test bench reproduce reproduce-quick clean slurm-deps slurm-up slurm-down bench-images
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -32,6 +32,15 @@ test: install slurm-deps
 # does nothing when sbatch, slurmctld, slurmd and munged are already installed.
 slurm-deps:
 	bash scripts/slurm/install.sh
+
+# A single-node SLURM on this machine to try `climd sweep --executor slurm` (docs/sweeps.md): writes
+# /etc/slurm/slurm.conf (and a MUNGE key if none), starts munged, slurmctld and slurmd (needs root);
+# `sinfo`/`sbatch` then work in any shell. slurm-down stops exactly those daemons.
+slurm-up: slurm-deps
+	python3 scripts/slurm/cluster.py up
+
+slurm-down:
+	python3 scripts/slurm/cluster.py down
 
 clean:
 	rm -rf cache .pytest_cache

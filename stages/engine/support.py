@@ -22,7 +22,10 @@ class Cadence:
 
 
 class Signals:
-    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts)."""
+    """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts).
+    ``Signals.active``: the one in force (a SLURM task's preemption handler sets its ``stop``)."""
+
+    active: "Signals | None" = None
 
     def __init__(self):
         self.stop = False
@@ -38,9 +41,11 @@ class Signals:
                 self._old[sig] = signal.signal(sig, handler)
         except ValueError:       # not the main thread: no handlers (the caller handles interrupts)
             self._old = {}
+        self._outer, Signals.active = Signals.active, self
         return self
 
     def __exit__(self, *exc):
+        Signals.active = self._outer
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False

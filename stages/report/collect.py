@@ -135,13 +135,31 @@ def _row(store: RunStore, name: str, variant: str, seed: int, split: str, encode
                         rebuild)
     trained = _guard(store.path(train_name) / META, "artifact metadata", lambda: dict(store.read(train_name).summary))
     if store.run not in encode:
-        encode[store.run] = _guard(store.path("encode") / META, "artifact metadata",
-                                   lambda: dict(store.read("encode").summary))
+        enc = _guard(store.path("encode") / META, "artifact metadata", lambda: store.read("encode"))
+        encode[store.run] = {**enc.summary, "split_id": split_identity(enc.meta)}
     counts = encode[store.run].get("split_counts", {}) if isinstance(encode[store.run], dict) else {}
     return {"run": store.run, "variant": variant, "seed": seed, **{k: m[k] for k in METRICS},
             **{f"recall_{c}": v for c, v in m["recall"].items()},
             "samples_seen": trained.get("samples_seen"), "optimizer_steps": trained.get("optimizer_steps"),
-            "n_train": counts.get("train", np.nan), "n_test": counts.get(split, np.nan)}
+            "n_train": counts.get("train", np.nan), "n_test": counts.get(split, np.nan),
+            "split_id": encode[store.run].get("split_id") if isinstance(encode[store.run], dict) else None}
+
+
+# what decides a run's split: its data, split file, test size, seed, carve-out and resplit
+SPLIT_PARAMS = ("split_file", "test_size", "split_seed", "val_fraction", "resplit", "task")
+
+
+def split_identity(meta: dict) -> str | None:
+    """What makes two runs' splits the same: the data and split files they read (fingerprints) and
+    the split options. None when the encode does not record them (then no run is said to share)."""
+    import hashlib
+
+    data = (meta.get("params") or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    inputs = {k: v.get("fingerprint") for k, v in (meta.get("inputs") or {}).items() if isinstance(v, dict)}
+    text = json.dumps({"inputs": inputs, **{k: data.get(k) for k in SPLIT_PARAMS}}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _metrics(m: dict) -> dict:
@@ -155,8 +173,8 @@ def _metrics(m: dict) -> dict:
 
 def positive_class(encode: dict[str, dict], requested: str | None = None) -> dict | None:
     """For two classes: which one is 'positive' (sensitivity = its recall, specificity = the other's).
-    Default: the minority class of the training split (counts summed over runs; a tie picks the
-    second class)."""
+    Default: the minority class of the training split (over all runs; a tie picks the second
+    class). ``train_counts``: per run (the mean when the runs differ), never summed over them."""
     summaries = [s for s in encode.values() if isinstance(s, dict) and s.get("class_names")]
     names = summaries[0]["class_names"] if summaries else []
     if len(names) != 2:
@@ -169,8 +187,11 @@ def positive_class(encode: dict[str, dict], requested: str | None = None) -> dic
              and len(s.get("train_class_counts") or []) == 2]
     counts = np.sum(known, axis=0) if known else np.array([0, 0])
     pos = names.index(requested) if requested is not None else (0 if counts[0] < counts[1] else 1)
+    # the runs are replicates (resplits) of one data set: per run, not summed over the replicates
+    mean = np.mean(known, axis=0) if known else np.array([0, 0])
     return {"positive": names[pos], "negative": names[1 - pos], "source": "--positive-class" if requested else "minority",
-            "train_counts": {n: int(c) for n, c in zip(names, counts)}}
+            "train_counts": {n: (int(c) if float(c).is_integer() else round(float(c), 1)) for n, c in zip(names, mean)},
+            "runs": len(known)}
 
 
 def add_sensitivity(rows: pd.DataFrame, positive: dict | None) -> pd.DataFrame:
@@ -192,6 +213,15 @@ def summarise(rows: pd.DataFrame, order: list[str] | None = None) -> pd.DataFram
     if order:
         table = table.set_index("variant").loc[[v for v in order if v in set(table.variant)]].reset_index()
     return table
+
+
+def _shared_splits(g: pd.DataFrame, common) -> str:
+    """Runs among the pairs whose splits are the same (the corrected t assumes every run a resplit)."""
+    if "split_id" not in g:
+        return ""
+    ids = g.loc[common, "split_id"].groupby(level="run").first().dropna()
+    groups = [sorted(runs) for _, runs in ids.groupby(ids).groups.items() if len(runs) > 1]
+    return "; ".join(" = ".join(map(str, runs)) for runs in groups)
 
 
 def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None,
@@ -222,7 +252,8 @@ def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None
             sizes = g.loc[common, ["n_test", "n_train"]].astype(float) if "n_train" in g else None
             ratio = float((sizes.n_test / sizes.n_train).mean()) if sizes is not None else np.nan
             ratio = None if np.isnan(ratio) else ratio
-        rec = {"variant": variant, "reference": reference, "n_pairs": len(common),
+        shared = _shared_splits(g, common) if ratio is not None else ""
+        rec = {"variant": variant, "reference": reference, "n_pairs": len(common), "shared_split": shared,
                "test": stats.PAIRED_T if ratio is None else stats.NADEAU_BENGIO,
                "n_test_over_n_train": np.nan if ratio is None else ratio,
                "runs": len({r for r, _ in common}), "n_dropped": len(dropped), "dropped": "; ".join(dropped)}

@@ -41,6 +41,31 @@ def exit_code(states) -> int:
     return 0
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """``status --summary``: per variant (cells of a sweep, or train/eval artifacts of runs) or per
+    stage (the stages before training), how many are done (fresh), missing, failed (their job failed
+    or was cancelled), and in each other state."""
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        if "cell" in row:
+            key = ("train", row["variant"])
+        else:
+            parts = row["name"].split("/")
+            key = (row["stage"], parts[1] if len(parts) == 3 and row["stage"] in ("train", "evaluate") else "")
+        g = groups.setdefault(key, {"stage": key[0], "variant": key[1], "total": 0, "done": 0, "missing": 0,
+                                    "failed": 0})
+        g["total"] += 1
+        state = "done" if row["state"] in ("fresh", "done") else row["state"]
+        job = row.get("job") or {}
+        if state != "done" and job.get("state") in FAILED_JOB:
+            state = "failed"
+        g[state] = g.get(state, 0) + 1
+    return list(groups.values())
+
+
+FAILED_JOB = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+
+
 def counts(rows: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for row in rows:
