@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from stages import __version__
 from stages.errors import EXIT_CODES
@@ -11,6 +12,28 @@ from stages.errors import EXIT_CODES
 from . import common
 
 EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
+GLOBAL_FLAGS = ("-q", "--quiet", "--no-progress", "--debug")   # the main options that take no value
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """``climd report -q`` as ``climd -q report``: the main flags are accepted after the command too
+    (up to a ``--``); none of them takes a value and no command defines one of them."""
+    args = list(args)
+    command = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if command is None:
+        return args
+    end = args.index("--") if "--" in args[command:] else len(args)
+    moved = [a for a in args[command + 1:end] if a in GLOBAL_FLAGS]
+    if not moved:
+        return args
+    rest = [a for a in args[command + 1:end] if a not in GLOBAL_FLAGS]
+    return args[:command] + moved + [args[command]] + rest + args[end:]
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_flags(args))
+
 
 app = typer.Typer(
     name="climd",
@@ -21,6 +44,7 @@ app = typer.Typer(
            f"&& climd schedule --run demo && climd train --run demo && climd evaluate --run demo\n\n"
            f"Exit codes:\n\n{EXIT_HELP}",
     no_args_is_help=True,
+    cls=_Group,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -49,22 +73,32 @@ def main_options(
         progress.set_enabled(False)
 
 
-def _register():
-    from . import cmd_core, cmd_encode, cmd_inspect, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
+def _epilog(text: str) -> str:
+    """Epilogs are plain text with YAML and option examples (``[wce, focal]``, ``[test]``): escaped so
+    that Rich shows them instead of reading them as markup tags."""
+    from rich.markup import escape
 
-    app.command("encode", epilog=cmd_encode.EPILOG)(cmd_encode.encode)
-    app.command("score", epilog=cmd_core.SCORE_EPILOG)(cmd_core.score)
-    app.command("fit-dist", epilog=cmd_core.FIT_EPILOG)(cmd_core.fit_dist)
-    app.command("schedule", epilog=cmd_core.SCHEDULE_EPILOG)(cmd_core.schedule)
-    app.command("train", epilog=cmd_train.TRAIN_EPILOG)(cmd_train.train)
-    app.command("evaluate", epilog=cmd_train.EVAL_EPILOG)(cmd_train.evaluate)
-    app.command("predict", epilog=cmd_predict.EPILOG)(cmd_predict.predict)
-    app.command("report", epilog=cmd_report.REPORT_EPILOG)(cmd_report.report)
-    app.command("select", epilog=cmd_report.SELECT_EPILOG)(cmd_report.select)
-    app.command("inspect", epilog=cmd_inspect.EPILOG)(cmd_inspect.inspect)
-    app.command("sweep", epilog=cmd_sweep.EPILOG)(cmd_sweep.sweep)
-    app.command("status", epilog=cmd_status.EPILOG)(cmd_status.status)
-    from . import cmd_pool; app.command("pool", epilog=cmd_pool.EPILOG)(cmd_pool.pool)  # noqa: E702
+    return escape(text)
+
+
+def _register():
+    from . import cmd_compare, cmd_core, cmd_encode, cmd_inspect, cmd_manifest, cmd_predict, cmd_report, cmd_status, cmd_sweep, cmd_train
+
+    app.command("manifest", epilog=_epilog(cmd_manifest.EPILOG))(cmd_manifest.manifest)
+    app.command("encode", epilog=_epilog(cmd_encode.EPILOG))(cmd_encode.encode)
+    app.command("score", epilog=_epilog(cmd_core.SCORE_EPILOG))(cmd_core.score)
+    app.command("fit-dist", epilog=_epilog(cmd_core.FIT_EPILOG))(cmd_core.fit_dist)
+    app.command("schedule", epilog=_epilog(cmd_core.SCHEDULE_EPILOG))(cmd_core.schedule)
+    app.command("train", epilog=_epilog(cmd_train.TRAIN_EPILOG))(cmd_train.train)
+    app.command("evaluate", epilog=_epilog(cmd_train.EVAL_EPILOG))(cmd_train.evaluate)
+    app.command("predict", epilog=_epilog(cmd_predict.EPILOG))(cmd_predict.predict)
+    app.command("report", epilog=_epilog(cmd_report.REPORT_EPILOG))(cmd_report.report)
+    app.command("select", epilog=_epilog(cmd_report.SELECT_EPILOG))(cmd_report.select)
+    app.command("inspect", epilog=_epilog(cmd_inspect.EPILOG))(cmd_inspect.inspect)
+    app.command("sweep", epilog=_epilog(cmd_sweep.EPILOG))(cmd_sweep.sweep)
+    app.command("status", epilog=_epilog(cmd_status.EPILOG))(cmd_status.status)
+    app.command("compare", epilog=_epilog(cmd_compare.EPILOG))(cmd_compare.compare)
+    from . import cmd_pool; app.command("pool", epilog=_epilog(cmd_pool.EPILOG))(cmd_pool.pool)  # noqa: E702
 
 
 _register()

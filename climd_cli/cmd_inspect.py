@@ -16,6 +16,10 @@ Examples:
 
   climd inspect schedule --run brca-s0           # a stage of a run
 
+  climd inspect train --run brca-s0              # every train artifact of a run (final loss, steps)
+
+  climd inspect evaluate --run brca-s0           # every evaluation of a run (accuracy, F1, AUC)
+
   climd inspect schedule --run brca-s0 --plot fig2.png
 
   climd inspect cache/brca-s0/encode/features.h5 --json | jq .tables
@@ -45,8 +49,11 @@ def inspect(
                                   "tables": [t.as_dict() for t in v.tables]}, default=str))
         return
     out = stdout_console()
-    out.print(f"[bold]{v.artifact.stage}[/] artifact {v.artifact.path}: "
-              + ("[green]fresh[/]" if v.fresh == "fresh" else f"[red]{v.fresh}[/]"), highlight=False)
+    if getattr(v.artifact, "listing", False):
+        out.print(f"[bold]{v.artifact.stage}[/] artifacts in {v.artifact.path}", highlight=False)
+    else:
+        out.print(f"[bold]{v.artifact.stage}[/] artifact {v.artifact.path}: "
+                  + ("[green]fresh[/]" if v.fresh == "fresh" else f"[red]{v.fresh}[/]"), highlight=False)
     for t in v.tables:
         table = RichTable(title=t.title, title_justify="left")
         for col in t.columns:

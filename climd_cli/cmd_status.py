@@ -19,6 +19,8 @@ Examples:
 
   climd status --grid examples/grids/brca-table2.yaml
 
+  climd status --run 'brca-s*' --summary         # per variant: done / missing / failed counts
+
   climd -q status --run brca-s0 || make brca     # in a Makefile: non-zero when something is not fresh
 
 States: fresh | stale (an ancestor changed) | incomplete (no meta.json: interrupted, or a training in
@@ -39,6 +41,7 @@ def status(
     run: Annotated[Optional[str], typer.Option("--run", "-r", help="Run name or wildcard pattern ('brca-s*'); default: every run. With --sweep: where to look for it.", rich_help_panel="Cache")] = None,
     sweep: Annotated[Optional[str], typer.Option(help="Report the cells of this sweep (its sweep.json).")] = None,
     grid: Annotated[Optional[Path], typer.Option(help="Report the cells of this grid file (with its sweep's jobs, if submitted).")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="One row per variant (and per stage before training): done / missing / failed / other counts, instead of one row per artifact or cell.", rich_help_panel="Output")] = False,
     cache_dir: CacheOpt = None,
     json: JsonOpt = False,
 ):
@@ -68,10 +71,13 @@ def status(
         rows, kind = lib.runs_status(cache_dir, run or "*"), "artifacts"
     code = lib.exit_code(r["state"] for r in rows)
     if json:
-        typer.echo(jsonlib.dumps({kind: rows, "counts": lib.counts(rows), "exit_code": code}, default=str))
+        out = {kind: rows, "counts": lib.counts(rows), "exit_code": code}
+        if summary:
+            out = {"summary": lib.summary(rows), "counts": out["counts"], "exit_code": code}
+        typer.echo(jsonlib.dumps(out, default=str))
     else:
         if not quiet():
-            _table(rows, kind)
+            _summary_table(lib.summary(rows), rows) if summary else _table(rows, kind)
         for row in rows:
             if row["state"] not in ("fresh", "done"):
                 typer.echo(row["path"])
@@ -89,12 +95,26 @@ def _table(rows: list[dict], kind: str) -> None:
         for r in rows:
             job = r.get("job")
             shown = f"{job['id']} {job['state'] or ''}".strip() if job else ""
+            if job and job.get("exit_code") is not None and job.get("state") != "COMPLETED":
+                shown += f" (exit {job['exit_code']})"
             table.add_row(r["cell"], _state(r["state"]), shown, r["detail"])
     else:
         for col in ("run", "stage", "name", "state", "detail"):
             table.add_column(col, overflow="fold")
         for r in rows:
             table.add_row(r["run"], r["stage"], r["name"], _state(r["state"]), r["detail"])
+    err.print(table)
+
+
+def _summary_table(groups: list[dict], rows: list[dict]) -> None:
+    from rich.table import Table
+
+    others = sorted({k for g in groups for k in g} - {"stage", "variant", "total", "done", "missing", "failed"})
+    table = Table(title_justify="left", title=_title(rows))
+    for col in ("stage", "variant", "total", "done", "missing", "failed", *others):
+        table.add_column(col, justify="left" if col in ("stage", "variant") else "right")
+    for g in groups:
+        table.add_row(g["stage"], g["variant"] or "-", *[str(g.get(c, 0)) for c in ("total", "done", "missing", "failed", *others)])
     err.print(table)
 
 

@@ -52,7 +52,7 @@ def sweep(
     checkpoint_seconds: Annotated[float, typer.Option(help="Checkpoint when this many seconds passed since the last one.", rich_help_panel=PERF)] = 60.0,
     cells_per_task: Annotated[Optional[int], typer.Option(help="Cells per array task (default: one task per option set, holding its seeds and learning rates, which train as one program).", rich_help_panel=SLURM)] = None,
     slurm_partition: Annotated[Optional[str], typer.Option(help="Partition (sbatch --partition).", rich_help_panel=SLURM)] = None,
-    slurm_time: Annotated[Optional[str], typer.Option(help="Time limit per task: minutes or [D-]HH:MM:SS [default: 60].", rich_help_panel=SLURM, show_default=False)] = None,
+    slurm_time: Annotated[Optional[str], typer.Option(help="Time limit per task: minutes or [D-]HH:MM:SS (default 60).", rich_help_panel=SLURM, show_default=False)] = None,
     slurm_cpus: Annotated[Optional[int], typer.Option(help="CPUs per task (sbatch --cpus-per-task).", rich_help_panel=SLURM)] = None,
     slurm_gpus: Annotated[Optional[int], typer.Option(help="GPUs per task (sbatch --gpus-per-node).", rich_help_panel=SLURM)] = None,
     slurm_array_parallelism: Annotated[Optional[int], typer.Option(help="At most this many tasks of an array run at once (--array=...%N).", rich_help_panel=SLURM)] = None,
@@ -120,11 +120,11 @@ def sweep(
             for task in array["tasks"]:
                 typer.echo(f"  task {task['task']} ({len(task['does'])}): {' '.join(task['does'])}")
         if not described:
-            typer.echo("nothing to submit: every cell is fresh")
+            typer.echo("nothing to submit: " + (f"{len(busy)} cell(s) still queued or running from an earlier "
+                                                "submission, the others fresh" if busy else "every cell is fresh"))
         return
     entry, submitted = slurm.submit_sweep(g, cache, opts, cells_per_task, log_dir=log_dir, force=force, cadence=cadence)
-    for s in submitted:
-        info(f"[green]submitted[/] {s.stage}: job {s.job_id}, {len(s.tasks)} task(s)")
+    # each "submitted STAGE: job N" line is logged once, by submit_arrays, as it is submitted
     info(f"sweep {g.name}: {entry['plan']}; logs in {entry['log_dir']}; `climd status --sweep {g.name}` follows it"
          if submitted else f"sweep {g.name}: nothing to submit ({entry['plan']})")
     if json:

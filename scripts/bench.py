@@ -108,7 +108,51 @@ def demo_section(env: dict, lines: list[str]) -> None:
     cache = Path(env["CLIMD_CACHE"]) / "demo-cache"
     make_env = {**env, "DEMO_CACHE": str(cache), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
     seconds, _, _ = run(["make", "-s", "demo-run", f"DEMO_CACHE={cache}"], make_env)
-    lines += [f"| `make demo` after install (the whole pipeline, 2 x 5 seeds) | {seconds:.1f} | | <= 20 s |"]
+    lines += [f"| `make demo` after install (`climd compare --panel quick`, 3 replicates) | {seconds:.1f} | | <= 30 s |"]
+
+
+def mm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's large fp32 matrix-multiply rate (GFLOP/s), best of ``repeats``."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def training_gflop(cache: Path, pattern: str, hidden: int = 64) -> float:
+    """FLOPs of every early-fusion training in the runs: 6 x parameters (forward 2, backward 4) per
+    sample seen (the matrix products only; scikit-learn references are not counted)."""
+    total = 0.0
+    for run in sorted(cache.glob(pattern)):
+        mods = json.loads((run / "encode" / "meta.json").read_text())["summary"]["modalities"]
+        classes = len(json.loads((run / "encode" / "meta.json").read_text())["summary"]["class_names"])
+        dims = [m["shape"][1] for m in mods.values()]
+        params = sum(d * hidden for d in dims) + hidden * len(dims) * hidden + hidden * classes
+        for meta in run.glob("train/*/seed*/meta.json"):
+            m = json.loads(meta.read_text())
+            if m["params"].get("model", "early-fusion") != "early-fusion":
+                continue
+            total += 6 * params * (m["summary"].get("samples_seen") or 0)
+    return total / 1e9
+
+
+def compare_section(shared: Path, env: dict, lines: list[str]) -> None:
+    """`climd compare` on ROSMAP with the default panel, 10 replicates x 3 seeds: wall time against
+    its arithmetic floor (the training FLOPs at the machine's large fp32 matrix-multiply rate)."""
+    out = Path(env["CLIMD_CACHE"]) / "compare-out"
+    seconds, _, _ = run(climd("compare", "--data", str(shared / "MOGONET_ROSMAP"), "--run", "bench-rosmap",
+                              "--replicates", "10", "--seeds", "3", "--panel", "default", "--out", str(out)), env)
+    gflop, rate = training_gflop(Path(env["CLIMD_CACHE"]), "bench-rosmap-r*"), mm_gflops()
+    lines += ["", "### `climd compare` (ROSMAP, default panel, 10 replicates x 3 seeds)", "",
+              "| what | wall (s) | floor (s) | note |", "|---|---|---|---|",
+              f"| `climd compare --panel default --replicates 10 --seeds 3` | {seconds:.1f} | {gflop / rate:.1f} | "
+              f"{gflop:.0f} GFLOP of training at {rate:.0f} GFLOP/s (large fp32 torch.mm); goal <= 300 s |"]
 
 
 def stage_section(shared: Path, env: dict, device: str, lines: list[str]) -> None:
@@ -166,6 +210,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write bench.md into this folder")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-stages", action="store_true", help="only the engine, start-up and demo rows")
+    ap.add_argument("--skip-compare", action="store_true", help="without the `climd compare` row (the default panel)")
     ap.add_argument("--images", type=int, default=0, help="image encode rows on this many synthetic images (0: none)")
     ap.add_argument("--gpu-images", type=int, default=8192, help="images for the GPU rows (with CUDA)")
     ap.add_argument("--only-images", action="store_true", help="only the image encode rows")
@@ -187,6 +232,8 @@ def main() -> None:
     if not only:
         engine_section(args.shared, env, args.repeats, lines)
         demo_section(env, lines)
+        if not args.skip_compare:
+            compare_section(args.shared, env, lines)
     if torch.cuda.is_available() and not only:
         gpu_section(env, lines)
     if (args.images and not args.only_volumes) or args.only_images:

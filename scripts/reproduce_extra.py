@@ -63,7 +63,7 @@ def table3(_: str, cfg: Config) -> None:
     curriculum and with its random-order control, on the replicate runs of BRCA, KIPAN, LGG and
     ROSMAP (run `reproduce.py DATASET` first: it encodes and schedules them). Our recipe (batch 32,
     the schedule's epochs); lr in {1e-4 (the authors'), 1e-3} chosen per replicate on validation."""
-    from reproduce import encode, core
+    from reproduce import replicates
 
     sets = TABLE3_QUICK if cfg.quick else TABLE3_SETS
     small = (["--model-option", "hidden=16"] if cfg.quick else [])
@@ -84,8 +84,7 @@ def table3(_: str, cfg: Config) -> None:
             climd("schedule", "--run", runs, "--epochs", str(cfg.epochs))
             climd("schedule", "--run", runs, "--epochs", str(cfg.epochs), "--order", "random", "--tag", "random")
         else:
-            runs = encode(ds, cfg)                   # reused when the data set's reproduction ran
-            core(runs, cfg, False, False)
+            runs = replicates(ds, cfg)               # reused when the data set's `climd compare` ran
         names = []
         for model, opts in models.items():
             for cur, how in curricula.items():

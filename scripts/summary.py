@@ -3,7 +3,7 @@
     python scripts/summary.py [results]
 
 Reads the reports that scripts/reproduce.py writes: results/<ds>/{table2,variants}-{paper,tuned}-lr,
-results/<ds>/verdict (the per-replicate choices climd-best and noncurriculum-best), results/table3/<ds>,
+results/<ds>/verdict (the per-replicate choices curriculum-best, formerly climd-best, and noncurriculum-best), results/table3/<ds>,
 results/cfcml/<task>/models. Every number is read from those CSVs; nothing is recomputed here.
 """
 from __future__ import annotations
@@ -87,6 +87,12 @@ def paired(results: Path, ds: str, name: str, ref: str) -> pd.DataFrame | None:
     return _csv(results / ds / name / f"paired_vs_{ref}.csv")
 
 
+def best_curriculum(results: Path, ds: str) -> str:
+    """The verdict's best-curriculum row: `curriculum-best` (climd compare), `climd-best` (older verdicts)."""
+    rep = report(results, ds, "verdict")
+    return "curriculum-best" if rep is not None and "curriculum-best" in set(rep.variant) else "climd-best"
+
+
 def most_chosen(results: Path, ds: str, table: str, name: str) -> str:
     chosen = _csv(results / ds / table / "chosen.csv")
     if chosen is None or name not in set(chosen["name"]):
@@ -117,8 +123,9 @@ def verdict_table(results: Path) -> list[str]:
         vs_best = paired(results, ds, "verdict", "noncurriculum-best")
         if vs_base is None:
             continue
-        lines.append(f"| {NAMES[ds]} | {most_chosen(results, ds, 'verdict', 'climd-best')} | "
-                     f"{diff(vs_base, 'climd-best')} | {diff(vs_best, 'climd-best')} | "
+        best = best_curriculum(results, ds)
+        lines.append(f"| {NAMES[ds]} | {most_chosen(results, ds, 'verdict', best)} | "
+                     f"{diff(vs_base, best)} | {diff(vs_best, best)} | "
                      f"{most_chosen(results, ds, 'verdict', 'noncurriculum-best')} | {diff(vs_base, OURS + '@tuned')} |")
     return lines
 
@@ -130,7 +137,7 @@ def verdict_means(results: Path) -> list[str]:
         rep = report(results, ds, "verdict")
         if rep is None:
             continue
-        names = ["climd-best", "baseline@tuned", "noncurriculum-best", OURS + "@tuned", "climd+steps@tuned",
+        names = [best_curriculum(results, ds), "baseline@tuned", "noncurriculum-best", OURS + "@tuned", "climd+steps@tuned",
                  "climd.random@tuned", "climd.random+steps@tuned"]
         lines.append(f"| {NAMES[ds]} | " + " | ".join(cell(rep, n) for n in names) + " |")
     return lines

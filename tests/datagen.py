@@ -79,3 +79,22 @@ def tiny_bert(root: Path) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(root)
     return root
+
+
+def omics_manifest(root: Path, n=120, omics={"mrna": 6, "meth": 5, "mirna": 4}, seed=0) -> Path:
+    """Three omics CSV files keyed by sample id, a labels.csv (imbalanced, two classes) and the
+    manifest naming them: the own-data layout of docs/own-data.md."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    y = (np.arange(n) % 3 == 0).astype(int)           # one in three is the minority class
+    ids = [f"p{i:03d}" for i in range(n)]
+    pd.DataFrame({"sample": ids, "status": np.array(["control", "case"])[y]}).to_csv(root / "labels.csv", index=False)
+    lines = ["table: labels.csv", "id_column: sample", "label_column: status", "modalities:"]
+    for name, d in omics.items():
+        frame = pd.DataFrame(rng.normal(size=(n, d)) + 0.8 * y[:, None], index=ids,
+                             columns=[f"{name}_{j}" for j in range(d)])
+        frame.index.name = "sample"
+        frame.to_csv(root / f"{name}.csv")
+        lines.append(f"  {name}: {{type: tabular, file: {name}.csv}}")
+    (root / "manifest.yaml").write_text("\n".join(lines) + "\n")
+    return root / "manifest.yaml"

@@ -78,7 +78,7 @@ def test_class_with_too_few_training_samples(cli, cache, tmp_path):
                           "split": ["train"] * 6 + ["test"] * 2 + ["train"] * 4 + ["test"] * 2 + ["train"]})
     split.to_csv(tmp_path / "split.csv", index=False)
     _fails(cli("encode", "--run", "x", "--data", root, "--split-file", tmp_path / "split.csv"), 3,
-           "target.csv", "class '2' has 1 training sample", "at least 2")
+           "target.csv", "class '2' has 1 sample", "at least 2")     # named before any split
 
 
 def test_unknown_label_in_test_split(cli, cache, tmp_path):

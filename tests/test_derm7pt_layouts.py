@@ -97,12 +97,39 @@ def test_minimal_layout_gets_a_stratified_split_and_uses_the_columns_it_has(tmp_
     assert (other.split != ds.split).any()
 
 
-def test_minimal_layout_without_metadata_says_which_columns(cli, cache, tmp_path):
-    root = fake_derm(tmp_path / "mini", layout="minimal", columns=["diagnosis", "derm", "streaks"])
+def test_minimal_layout_without_metadata_uses_what_is_there_and_says_so(cli, cache, tmp_path):
+    """The default --derm-tabular meta on a meta.csv without metadata columns: the 7-point criteria
+    it has become the tabular input (a note says which inputs were used); then training works."""
+    root = fake_derm(tmp_path / "mini", layout="minimal", columns=["diagnosis", "derm", "streaks", "pigmentation"])
     r = cli("encode", "--run", "m", "--data", root, "--format", "derm7pt", *FAST)
-    assert r.exit_code == 3 and "meta.csv" in r.stderr and "level_of_diagnostic_difficulty" in r.stderr
-    r = cli("encode", "--run", "m", "--data", root, "--derm-tabular", "7pt", *FAST)
     assert r.exit_code == 0, r.output
+    notes = json.loads((cache / "m" / "encode" / "meta.json").read_text())["summary"]["notes"]
+    assert any("none of the metadata columns" in n and "7-point criteria ['streaks', 'pigmentation']" in n
+               for n in notes), notes
+    assert any(n.startswith("inputs used: derm (image), tabular (6 one-hot columns from streaks, pigmentation)")
+               for n in notes), notes
+    with h5py.File(cache / "m" / "encode" / "features.h5") as h5:
+        assert h5["modalities/tabular"].shape == (20, 6)       # streaks, pigmentation: 3 values each
+    r = cli("train", "--run", "m", "--curriculum", "none", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    # neither metadata nor 7-point criteria: the image alone
+    bare = fake_derm(tmp_path / "bare", layout="minimal", columns=["diagnosis", "derm"])
+    ds = load_dataset(bare, DataOptions())
+    assert list(ds.modalities) == ["derm"] and "inputs used: derm (image)" in ds.notes
+
+
+def test_a_subset_missing_two_diagnosis_groups_trains_on_the_classes_present(cli, cache, tmp_path):
+    root = fake_derm(tmp_path / "release_v0", classes=("NEV", "MEL", "BCC"))
+    ds = load_dataset(root, DataOptions())
+    assert ds.class_names == ["NEV", "MEL", "BCC"] and sorted(set(ds.labels.tolist())) == [0, 1, 2]
+    assert (ds.labels == 2).sum() == 4                        # BCC renumbered after NEV and MEL
+    assert any("['MISC', 'SK'] have no case in meta.csv" in n for n in ds.notes), ds.notes
+    r = cli("encode", "--run", "sub", "--data", root, *FAST)
+    assert r.exit_code == 0, r.output
+    r = cli("train", "--run", "sub", "--curriculum", "none", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(next((cache / "sub" / "train").rglob("meta.json")).read_text())
+    assert meta["inputs"]["encode"]["artifact"] == "encode"
 
 
 def test_missing_images_are_all_named(cli, cache, tmp_path):

@@ -32,6 +32,7 @@ HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 SYNOPSIS = re.compile(r"\[--|<[A-Za-z][^>]*>|\.\.\.|…")
 ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 SHELL_OPS = {"&&", "||", ";", "|", "&", "(", ")"}
+REDIRECTS = {">", ">>", "<", ">&", "&>"}
 
 
 def _rel(path: Path) -> str:
@@ -213,11 +214,15 @@ def segments(line: str) -> list[list[str]]:
     """The simple commands of a shell line (split at && || ; |), comments dropped."""
     lex = shlex.shlex(line, posix=True, punctuation_chars=True)
     lex.whitespace_split, lex.commenters = True, "#"
-    out, cur = [], []
+    out, cur, redirected = [], [], False
     for tok in lex:
         if tok in SHELL_OPS:
             out.append(cur)
-            cur = []
+            cur, redirected = [], False
+        elif tok in REDIRECTS or redirected:          # `> file`, `2> err`: not arguments of the command
+            redirected = tok in REDIRECTS
+            if cur and tok in REDIRECTS and cur[-1].isdigit():
+                cur.pop()                              # the 2 of `2>`
         else:
             cur.append(tok)
     out.append(cur)

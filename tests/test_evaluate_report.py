@@ -113,6 +113,14 @@ def test_report_over_several_runs_pairs_by_run_and_seed(cli, cache, evaluated):
     rec = {row["variant"]: row for row in out["paired"][0]}["climd+lr0.001"]
     assert rec["n_pairs"] == 6 and rec["test"] == "nadeau-bengio"
     assert rec["n_test_over_n_train"] == pytest.approx(106 / 245)   # ROSMAP: 245 train, 106 test
+    # the copy has the same split as the original: the corrected t assumes resplits, and says so
+    assert rec["shared_split"] == "ros = ros-copy"
+    assert "runs ros = ros-copy share one split" in r.stderr and "Nadeau–Bengio" in r.stderr
+    # the header's training counts are per run, not summed over the two replicates
+    enc = json.loads((evaluated / "encode" / "meta.json").read_text())["summary"]
+    shown = ", ".join(f"{n} {c}" for n, c in zip(enc["class_names"], enc["train_class_counts"]))
+    assert f"training counts {shown} per run, the mean over 2 runs" in md
+    assert out["positive_class"]["train_counts"] == dict(zip(enc["class_names"], enc["train_class_counts"]))
 
 
 def test_evaluate_is_reused_and_valid_split_needs_one(cli, evaluated):

@@ -42,16 +42,17 @@ def test_reproduce_quick_then_rerun(tmp_path):
                        "table3": ["rosmap"]}.items():
         for table in tables:
             md = (res / ds / table / "report.md").read_text()
-            assert "| variant | n |" in md and "Produced by: `climd report" in md, (ds, table)
+            made_by = "climd compare" if table == "verdict" else "climd report"    # the verdict: `climd compare`
+            assert "| variant | n |" in md and f"Produced by: `{made_by}" in md, (ds, table)
     for ds in ("brca",):
         for plot in ("class-mix.png", "recall-paper-lr.png"):
             assert (res / ds / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     # every "tuned" or "best" row was chosen per replicate on validation, and the choice is listed
     verdict = json.loads((res / "brca" / "verdict" / "report.json").read_text())
     chosen = pd.read_csv(res / "brca" / "verdict" / "chosen.csv")
-    assert {"climd-best", "noncurriculum-best", "baseline@tuned"} <= set(chosen["name"])
-    assert len(chosen[chosen["name"] == "climd-best"]) == 2                 # one choice per replicate
-    assert all(not c.startswith("climd.random") for c in chosen[chosen["name"] == "climd-best"]["chosen"])
+    assert {"curriculum-best", "noncurriculum-best", "baseline@tuned"} <= set(chosen["name"])
+    assert len(chosen[chosen["name"] == "curriculum-best"]) == 2            # one choice per replicate
+    assert all(not c.startswith("climd.random") for c in chosen[chosen["name"] == "curriculum-best"]["chosen"])
     paired = pd.read_csv(res / "brca" / "verdict" / "paired_vs_noncurriculum-best.csv")
     assert {"ci_low_f1_macro", "p_t_f1_macro", "p_wilcoxon_f1_macro", "p_holm_f1_macro"} <= set(paired.columns)
     assert paired["test"].iloc[0] == "nadeau-bengio"                     # replicates are resplits

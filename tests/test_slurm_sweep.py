@@ -51,9 +51,12 @@ def test_slurm_sweep_writes_what_the_local_executor_writes(slurm_cluster, ros_te
     grid = tmp_path / "table.yaml"
     grid.write_text(GRID.format(name="table", train="  - {curriculum: none, epochs: 12}\n  - {curriculum: climd}"))
     _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
-    jobs = _submit(slurm_cluster, grid, cache)
-    assert len(jobs) == 1                                       # one array of 6 one-cell tasks
-    states = slurm_cluster.wait(jobs[0], timeout=300)
+    out = _climd(slurm_cluster, "sweep", grid, "--executor", "slurm", "--slurm-partition", slurm_cluster.partition,
+                 "--slurm-time", "10", "--slurm-cpus", "1", "--cells-per-task", "1", "--cache-dir", cache)
+    jobs = out.stdout.split()
+    assert len(jobs) == 2                    # 6 one-cell tasks, split by the cluster's MaxArraySize (4): 4 + 2
+    assert out.stderr.count(f"job {jobs[0]}") == 1 and out.stderr.count(f"job {jobs[1]}") == 1   # said once
+    states = {**slurm_cluster.wait(jobs[0], timeout=300), **slurm_cluster.wait(jobs[1], timeout=300)}
     assert len(states) == 6 and set(states.values()) == {"COMPLETED"}, states
     for variant in ("baseline", "climd"):
         for seed in range(3):
@@ -94,3 +97,86 @@ def test_a_resubmitted_sweep_redoes_only_the_cancelled_task(slurm_cluster, ros_t
     assert {c["state"] for c in _cells(slurm_cluster, cache, "cancel").values()} == {"done"}
     after = {p: p.stat().st_mtime_ns for p in before}
     assert before == after                                      # the two finished cells were not retrained
+
+
+def test_a_task_failing_on_bad_data_exits_3_and_status_names_it_and_what_never_runs(slurm_cluster, tmp_path):
+    """Run `bad` has a NaN: its encode task ends with climd's exit code 3 and message (no traceback);
+    every later array is cancelled (kill-on-invalid-dep, not pending forever); `status --sweep --json`
+    shows the failure with its exit code and message, and for each cell the job that never ran and why."""
+    import numpy as np
+    import pandas as pd
+
+    from tests import datagen
+
+    datagen.tcga(tmp_path / "data" / "good")
+    bad = datagen.tcga(tmp_path / "data" / "bad")
+    rna = pd.read_csv(bad / "rna.csv", index_col=0)
+    rna.iloc[2, 1] = np.nan
+    rna.to_csv(bad / "rna.csv")
+    grid = tmp_path / "fails.yaml"
+    grid.write_text(f"name: fails\nruns: [good, bad]\nseeds: 0\nencode:\n  data: \"{tmp_path}/data/{{run}}\"\n"
+                    "score: {}\nfit-dist: {}\nschedule: {epochs: 2}\ntrain: {curriculum: climd}\n")
+    cache = tmp_path / "c"
+    jobs = _submit(slurm_cluster, grid, cache)
+    assert len(jobs) == 5                                        # encode, score, fit-dist, schedule, train
+    encode = slurm_cluster.wait(jobs[0], timeout=120)
+    assert encode == {f"{jobs[0]}_0": "COMPLETED", f"{jobs[0]}_1": "FAILED"}, encode
+    for job in jobs[1:]:                                         # cancelled, not pending forever
+        assert set(slurm_cluster.wait(job, timeout=60).values()) == {"CANCELLED"}, job
+    shown = slurm_cluster.run(["scontrol", "-o", "show", "job", f"{jobs[0]}_1"]).stdout
+    assert "ExitCode=3:0" in shown, shown
+    log = (cache / "good" / "sweeps" / "fails" / "logs" / f"{jobs[0]}_1_0_log.err").read_text()
+    assert "Traceback" not in log and "error: " in log and "rna.csv" in log and "1 NaN" in log, log
+    out = _climd(slurm_cluster, "status", "--sweep", "fails", "--cache-dir", cache, "--json", check=False)
+    assert out.returncode == 4, out.stderr
+    cells = {c["cell"]: c for c in json.loads(out.stdout)["cells"]}
+    assert set(cells) == {"good/climd/seed0", "bad/climd/seed0"}
+    for key, cell in cells.items():
+        job = cell["job"]
+        assert job["id"].startswith(jobs[4] + "_") and job["state"] == "CANCELLED", cell
+        assert f"the encode job {jobs[0]}_1 (bad) it waited for failed with exit 3" in job["explain"], cell
+        assert "rna.csv" in job["explain"] and job["explain"] in cell["detail"], cell
+    # without the scheduler (its memory of the jobs gone): the failure record of the task still answers
+    from stages.sweep.jobs import job_states
+
+    states = job_states({f"{jobs[0]}_1": {"log_dir": str(cache / "good" / "sweeps" / "fails" / "logs")}},
+                        env={"PATH": "/nonexistent"})
+    assert states[f"{jobs[0]}_1"]["state"] == "FAILED" and states[f"{jobs[0]}_1"]["exit_code"] == 3
+
+
+@pytest.mark.slow
+def test_a_preempted_train_task_checkpoints_requeues_and_ends_bit_identical(slurm_cluster, ros_template, tmp_path):
+    """USR2 is what `--signal=USR2@N` sends N s before the time limit (and what a preempting
+    scheduler is told to send): the task finishes its epoch, checkpoints, requeues itself, and the
+    requeued task resumes; its artifacts equal an uninterrupted local run's byte for byte."""
+    cache, local = tmp_path / "slurm", tmp_path / "local"
+    shutil.copytree(ros_template, cache)
+    shutil.copytree(ros_template, local)
+    grid = tmp_path / "preempt.yaml"
+    grid.write_text(GRID.replace("0-2", "0").format(name="preempt", train="  - {curriculum: climd, lr: 1e-3}"))
+    _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
+    [job] = _submit(slurm_cluster, grid, cache, "--checkpoint-every", "1", env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.4"})
+    record = json.loads((cache / "ros/sweeps/preempt/sweep.json").read_text())
+    [[task]] = [[t["job_id"] for t in a["tasks"]] for a in record["submissions"][-1]["arrays"]]   # "N" (one task)
+    ckpt = cache / "ros/train/climd+lr0.001/seed0/checkpoint.json"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:        # training, past its first epoch
+        time.sleep(0.1)
+    assert ckpt.exists(), slurm_cluster.logs(15)
+    slurm_cluster.run(["scancel", "--signal=USR2", task])
+    # SLURM makes a requeued job eligible 121 s later; the test moves that to now
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Reason=BeginTime" not in \
+            slurm_cluster.run(["scontrol", "-o", "show", "job", task]).stdout:
+        time.sleep(0.2)
+    slurm_cluster.run(["scontrol", "update", f"JobId={task}", "StartTime=now"])
+    assert slurm_cluster.wait(job, timeout=180) == {task: "COMPLETED"}
+    shown = slurm_cluster.run(["scontrol", "-o", "show", "job", task]).stdout
+    assert "Restarts=1" in shown, shown
+    log = (cache / "ros/sweeps/preempt/logs" / f"{task}_0_log.err").read_text()
+    assert "requeued" in log and "resum" in log.lower() and "Traceback" not in log, log
+    rel = "ros/train/climd+lr0.001/seed0"
+    for name in ("model.safetensors", "history.csv"):
+        assert (cache / rel / name).read_bytes() == (local / rel / name).read_bytes(), name
+    assert (cache / "ros/eval-test/climd+lr0.001/seed0/metrics.json").read_bytes() == \
+        (local / "ros/eval-test/climd+lr0.001/seed0/metrics.json").read_bytes()

@@ -174,7 +174,7 @@ def test_slurm_dry_run_prints_the_arrays_without_submitting(cli, ros, tmp_path):
     out = json.loads(r.stdout)
     assert out["plan"] == "6 cells: 0 fresh, 6 to train"
     [array] = out["arrays"]
-    assert array["parameters"] == {"timeout_min": 90, "cpus_per_task": 4, "gpus_per_node": 1,
+    assert array["parameters"] == {"timeout_min": 90, "slurm_signal_delay_s": 90, "cpus_per_task": 4, "gpus_per_node": 1,
                                    "slurm_partition": "gpu", "slurm_array_parallelism": 2,
                                    "slurm_additional_parameters": {"mem": "16G"}, "name": "climd-small-train"}
     # default: one task per option set, holding all its seeds
@@ -270,7 +270,8 @@ def test_upstream_stages_run_before_training_and_are_then_known_fresh(cli, cache
 
 def test_example_grids_are_valid():
     counts = {p.stem: len(load_grid(p).cells) for p in (ROOT / "examples" / "grids").glob("*.yaml")}
-    assert counts == {"brca-table2": 60, "brca-table4": 85, "rosmap-table2-lr": 160, "derm7pt-shards": 6}
+    assert counts == {"brca-table2": 60, "brca-table4": 85, "rosmap-table2-lr": 160, "derm7pt-shards": 6,
+                      "try-slurm": 4}
 
 
 @pytest.mark.parametrize("command", ["sweep", "status"])
@@ -280,16 +281,23 @@ def test_help_has_examples(cli, command):
 
 
 def test_a_resubmission_leaves_out_cells_whose_job_is_still_queued(ros, tmp_path, monkeypatch):
-    """Two writers must not train one folder: cells of a pending/running SLURM task are skipped."""
+    """Two writers must not train one folder: cells of a pending/running SLURM task are skipped (the
+    scheduler's word from squeue, which answers with or without accounting); a task pending on a
+    dependency that can never be satisfied is not busy: it will never run."""
+    from stages.sweep import jobs as sweep_jobs
     from stages.sweep import slurm as sweep_slurm
     from stages.sweep.run import write_record
 
     grid = load_grid(write(tmp_path, GRID))
     tasks = [{"task": 0, "job_id": "77_0", "does": ["ros/baseline/seed0", "ros/baseline/seed1"]},
-             {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]}]
+             {"task": 1, "job_id": "77_1", "does": ["ros/baseline+wce/seed0"]},
+             {"task": 2, "job_id": "77_2", "does": ["ros/baseline+wce/seed1"]}]
     write_record(grid, ros.parent, {"executor": "slurm", "cluster": "slurm",
                                     "arrays": [{"stage": "train", "job_id": "77", "tasks": tasks}]})
-    monkeypatch.setattr(sweep_slurm, "job_states", lambda ids, env=None: {"77_0": "RUNNING", "77_1": "FAILED"})
+    queue = {"77_0": {"state": "RUNNING", "reason": None}, "77_1": {"state": "FAILED", "reason": "NonZeroExitCode"},
+             "77_2": {"state": "PENDING", "reason": "DependencyNeverSatisfied"}}
+    monkeypatch.setattr(sweep_jobs, "_squeue", lambda env: queue)
+    monkeypatch.setattr(sweep_jobs, "_run", lambda command, env: None)     # no sacct, no scontrol
     plan, arrays, busy = sweep_slurm.prepare_submission(grid, ros.parent)
     assert busy == ["ros/baseline/seed0", "ros/baseline/seed1"]
     assert sorted(k for a in arrays for t in a.labels() for k in t) == sorted(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's SLURM and MUNGE for the single-node test cluster (tests/slurm_cluster.py).
+# `make slurm-up` (scripts/slurm/cluster.py) then configures and starts it as this machine's SLURM.
 # Idempotent: does nothing when sbatch, slurmctld, slurmd and munged are already on PATH.
 # Needs root (or sudo) and an apt source; run by `make slurm-deps`, which `make test` depends on.
 set -euo pipefail

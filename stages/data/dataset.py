@@ -136,8 +136,11 @@ def _check_class_sizes(ds: Dataset) -> None:
                 "at least 2 are needed", fix="merge or drop the class, or move samples into training")
 
 
-def class_index(raw_labels, source: Path, known: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Map raw label values to 0..C-1. Integer-valued labels keep numeric order."""
+def class_index(raw_labels, source: Path, known: list[str] | None = None, check: bool = True,
+                lines: list[int] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Map raw label values to 0..C-1. Integer-valued labels keep numeric order. With ``check``, a
+    class with a single sample is refused here, before any split, naming the class, its count, its
+    file (and line, given ``lines``) and a near-identical class it may be a typo of."""
     values = [_label_str(v) for v in raw_labels]
     empty = [i for i, v in enumerate(values) if v == ""]
     if empty:
@@ -151,7 +154,30 @@ def class_index(raw_labels, source: Path, known: list[str] | None = None) -> tup
     if unknown:
         raise DataError(f"{source}: unknown label(s) {unknown[:5]}; known classes are {known}",
                         fix="correct the labels or add the class to the class list")
-    return np.array([lookup[v] for v in values], dtype=np.int64), list(known)
+    labels = np.array([lookup[v] for v in values], dtype=np.int64)
+    if check:
+        check_class_counts(values, list(known), labels, source, lines)
+    return labels, list(known)
+
+
+def check_class_counts(values: list[str], known: list[str], labels: np.ndarray, source: Path,
+                       lines: list[int] | None = None) -> None:
+    import difflib
+
+    counts = np.bincount(labels, minlength=len(known))
+    rare = [c for c, n in enumerate(counts) if n == 1]
+    if not rare:
+        return
+    name = known[rare[0]]
+    common = [k for k, n in zip(known, counts) if n >= 2]
+    close = [k for k in common if k.lower() == name.lower()] or difflib.get_close_matches(name, common, 1, 0.75)
+    at = values.index(name)
+    where = f"line {lines[at]}" if lines is not None else f"sample {at + 1} of the labels"
+    others = f"; also {[known[c] for c in rare[1:4]]}" if len(rare) > 1 else ""
+    raise DataError(f"{source}: class {name!r} has 1 sample ({where}){others}; every class needs at least 2 "
+                    f"(one to train on, and a stratified split)" + (f"; did you mean {close[0]!r}?" if close else ""),
+                    fix=(f"correct the label on {where} to {close[0]!r}" if close else
+                         "add samples of that class, merge it into another, or drop its rows"))
 
 
 def _label_str(value) -> str:

@@ -24,11 +24,13 @@ class Cadence:
 class Signals:
     """SIGINT/SIGTERM during training: finish the epoch, checkpoint, exit 130 (a second SIGINT aborts).
 
+    ``Signals.active``: the one in force (a SLURM task's preemption handler sets its ``stop``).
     ``Signals.shared`` (a lock-free shared boolean, ``multiprocessing.RawValue``, set by
     :mod:`stages.pipeline.workers` in the parent and in every worker) carries a stop to the worker
     processes at once: a ``kill <parent pid>`` stops every process of the call at the end of its
     current epoch. Nested ``with Signals()`` share the stop."""
 
+    active: "Signals | None" = None
     shared = None
 
     def __init__(self):
@@ -55,9 +57,11 @@ class Signals:
                 self._old[sig] = signal.signal(sig, handler)
         except ValueError:       # not the main thread: no handlers (the caller handles interrupts)
             self._old = {}
+        self._outer, Signals.active = Signals.active, self
         return self
 
     def __exit__(self, *exc):
+        Signals.active = self._outer
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False

@@ -80,7 +80,8 @@ def run(store: RunStore, variant: str, data: Path, fmt: str | None = None, seed:
     enc = store.load("encode")
     trained, notes = trainings(store, variant, 0 if seed is None and not ensemble else seed)
     fitted = read_fitted(enc)
-    new = unlabelled.load(Path(data), fmt, recorded_data_options(enc))
+    run_modalities = list(enc.summary.get("modalities") or {}) or None   # a stray truth.csv is no input
+    new = unlabelled.load(Path(data), fmt, recorded_data_options(enc), run_modalities)
     notes = new.notes + notes
     stages = any(needs_stages(t.params["model"]) for t in trained)
     feats = encode_new(new, fitted, Path(data), store.run, stages, device, batch_size, notes)
@@ -93,9 +94,18 @@ def run(store: RunStore, variant: str, data: Path, fmt: str | None = None, seed:
 def trainings(store: RunStore, variant: str, seed: int | None) -> tuple[list[Artifact], list[str]]:
     """The trained models: seed ``seed``, or (None) every complete seed of ``variant``. Each passes
     evaluate's checks (complete, outputs unchanged, fresh against the encode artifact)."""
+    trained = evaluate.trained_variants(store)
+    if trained and variant not in {v for v, _ in trained}:
+        import difflib
+
+        known = sorted({v for v, _ in trained})
+        close = difflib.get_close_matches(variant, known, 1, 0.6)
+        raise MissingArtifactError(f"run {store.run!r} has no trained variant {variant!r}"
+                                   + (f"; did you mean {close[0]!r}?" if close else ""),
+                                   fix=f"choose --variant from the run's trained variants {known}")
     if seed is not None:
         return [evaluate.load_trained(store, variant, seed)], []
-    seeds = sorted(s for v, s in evaluate.trained_variants(store) if v == variant)
+    seeds = sorted(s for v, s in trained if v == variant)
     broken = [e for e in evaluate.incomplete_trainings(store) if layout.parse(e.name).variant == variant]
     if not seeds:
         if broken:

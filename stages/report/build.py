@@ -74,7 +74,8 @@ def problems(col: collect.Collected, split: str, unevaluated: bool = True) -> li
 
 
 def paired_warnings(comp: pd.DataFrame) -> list[str]:
-    """What a paired table cannot show by itself: dropped replicates, untestable rows, a Wilcoxon floor."""
+    """What a paired table cannot show by itself: dropped replicates, untestable rows, runs that share
+    one split under the corrected t, a Wilcoxon floor."""
     if comp.empty:
         return []
     ref, out = comp.reference.iloc[0], []
@@ -83,6 +84,12 @@ def paired_warnings(comp: pd.DataFrame) -> list[str]:
     few = comp[comp.n_pairs < 2].variant.tolist()
     if few:
         out.append(f"vs {ref}: fewer than 2 pairs, no test possible for {', '.join(few)}")
+    shared = comp[comp.shared_split.astype(str) != ""] if "shared_split" in comp else comp.iloc[:0]
+    if len(shared):
+        out.append(f"vs {ref}: runs {shared.shared_split.iloc[0]} share one split (same data, split file and split "
+                   "options); the Nadeau–Bengio corrected t assumes every run is its own resplit, so its variance "
+                   "is not the right one here; fix: compare resplits (`climd encode --resplit K` or split files), "
+                   "or report seeds of one run (one run: the ordinary paired t)")
     floor = comp[(comp.n_pairs >= 2) & ~comp.wilcoxon_min_p_f1_macro.map(stats.can_reach)]
     out += [f"vs {ref}: the Wilcoxon test cannot reach p < 0.05 for {', '.join(group.variant)} "
             f"(smallest attainable p with these pairs = 2/2^n = {min_p:.4g})"

@@ -26,6 +26,7 @@ from stages.errors import ClimdError, MissingArtifactError, StaleArtifactError, 
 from stages.report.markdown import METRICS, PRIMARY, SHORT, metric_columns, recall_columns  # noqa: F401 (re-exported)
 from stages.store.artifacts import META, RunStore
 from stages.store.artifacts import expand_runs as store_runs
+from stages.report.replicates import find_incomplete, find_missing, replicate_dirs
 
 
 
@@ -43,11 +44,6 @@ def expand_runs(cache_dir: Path, patterns: list[str]) -> list[RunStore]:
     return [store for pattern in patterns for store in store_runs(cache_dir, pattern)]
 
 
-def _replicate_dirs(store: RunStore, prefix: str):
-    """(variant, seed, folder) of every ``<prefix>/<variant>/seed<k>/`` folder, complete or not."""
-    return layout.replica_dirs(store.path(prefix))
-
-
 def _guard(path, what: str, action, fix: str = "rebuild it with its stage's command and --force"):
     """Run ``action``; a malformed artifact (wrong JSON shape, missing fields) becomes one named error."""
     try:
@@ -56,62 +52,6 @@ def _guard(path, what: str, action, fix: str = "rebuild it with its stage's comm
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise StaleArtifactError(f"{what} {path} is malformed ({type(exc).__name__}: {exc})", fix=fix) from None
-
-
-def _finish_fix(store: RunStore, variant: str, seed: int) -> str:
-    """The command that finishes an interrupted training: the one recorded for a sibling seed, if any."""
-    for _, other, sdir in _replicate_dirs(store, layout.TRAIN):
-        meta = sdir / META
-        if sdir.parent.name == variant and other != seed and meta.is_file():
-            try:
-                command = json.loads(meta.read_text()).get("command")
-            except (ValueError, AttributeError):
-                command = None
-            if command:
-                return (f"rerun the train command of variant {variant} for seed {seed} in run {store.run} "
-                        f"(it resumes from its checkpoint); seed {other} was trained by `{command}`")
-    return (f"rerun `climd train --run {store.run} --seed {seed} ...` with the options of variant {variant} "
-            "(it resumes from its checkpoint)")
-
-
-def find_incomplete(stores: list[RunStore], split: str, relevant=None) -> list[dict]:
-    """Train folders without meta.json (killed or still running), and evaluation folders without it.
-    A folder with a live lease is being written now: its fix is to wait, not to rerun."""
-    from stages.store.lease import LEASE_FILE, holder_text, read_record, record_status
-
-    found = []
-    for store in stores:
-        for stage, prefix in (("train", layout.TRAIN), ("evaluate", layout.eval_dir(split))):
-            for variant, seed, sdir in _replicate_dirs(store, prefix):
-                if (sdir / META).is_file() or (relevant is not None and not relevant(variant)):
-                    continue
-                rec, st = read_record(sdir / LEASE_FILE)
-                if rec is not None and record_status(rec, st) == "live":
-                    found.append({"run": store.run, "variant": variant, "seed": seed, "stage": stage,
-                                  "path": str(sdir), "live": holder_text(rec),
-                                  "fix": f"wait for {holder_text(rec)} to finish it, then rerun the report"})
-                    continue
-                fix = (_finish_fix(store, variant, seed) if stage == "train"
-                       else f"rerun `climd evaluate --run {store.run} --split {split}`")
-                found.append({"run": store.run, "variant": variant, "seed": seed, "stage": stage,
-                              "path": str(sdir), "fix": fix})
-    return found
-
-
-def find_missing(stores: list[RunStore], split: str, relevant=None) -> list[dict]:
-    """Replicates with no folder at all: a seed that some variant of a run has (trained or evaluated)
-    and another variant of that run has neither trained nor evaluated, so its n is silently smaller."""
-    found = []
-    for store in stores:
-        seeds: dict[str, set] = {}
-        for prefix in ("train", f"eval-{split}"):
-            for variant, seed, _ in _replicate_dirs(store, prefix):
-                seeds.setdefault(variant, set()).add(seed)
-        every = set().union(*seeds.values()) if seeds else set()
-        for variant in sorted(seeds):
-            if relevant is None or relevant(variant):
-                found += [{"run": store.run, "variant": variant, "seed": s} for s in sorted(every - seeds[variant])]
-    return found
 
 
 def collect(stores: list[RunStore], split: str = "test", allow_incomplete: bool = False, relevant=None,
@@ -131,12 +71,12 @@ def collect(stores: list[RunStore], split: str = "test", allow_incomplete: bool 
     rows, encode, unevaluated = [], {}, []
     for store in stores:
         evaluated = set()
-        for variant, seed, sdir in _replicate_dirs(store, layout.eval_dir(split)):
+        for variant, seed, sdir in replicate_dirs(store, layout.eval_dir(split)):
             if (store.run, variant, seed) in skip:
                 continue
             evaluated.add((variant, seed))
             rows.append(_row(store, layout.eval_name(split, variant, seed), variant, seed, split, encode))
-        for variant, seed, sdir in _replicate_dirs(store, layout.TRAIN):
+        for variant, seed, sdir in replicate_dirs(store, layout.TRAIN):
             if (sdir / META).is_file() and (variant, seed) not in evaluated and (relevant is None or relevant(variant)):
                 unevaluated.append({"run": store.run, "variant": variant, "seed": seed,
                                     "fix": f"climd evaluate --run {store.run} --split {split}"})
@@ -162,13 +102,31 @@ def _row(store: RunStore, name: str, variant: str, seed: int, split: str, encode
                         rebuild)
     trained = _guard(store.path(train_name) / META, "artifact metadata", lambda: dict(store.read(train_name).summary))
     if store.run not in encode:
-        encode[store.run] = _guard(store.path("encode") / META, "artifact metadata",
-                                   lambda: dict(store.read("encode").summary))
+        enc = _guard(store.path("encode") / META, "artifact metadata", lambda: store.read("encode"))
+        encode[store.run] = {**enc.summary, "split_id": split_identity(enc.meta)}
     counts = encode[store.run].get("split_counts", {}) if isinstance(encode[store.run], dict) else {}
     return {"run": store.run, "variant": variant, "seed": seed, **{k: m[k] for k in METRICS},
             **{f"recall_{c}": v for c, v in m["recall"].items()},
             "samples_seen": trained.get("samples_seen"), "optimizer_steps": trained.get("optimizer_steps"),
-            "n_train": counts.get("train", np.nan), "n_test": counts.get(split, np.nan)}
+            "n_train": counts.get("train", np.nan), "n_test": counts.get(split, np.nan),
+            "split_id": encode[store.run].get("split_id") if isinstance(encode[store.run], dict) else None}
+
+
+# what decides a run's split: its data, split file, test size, seed, carve-out and resplit
+SPLIT_PARAMS = ("split_file", "test_size", "split_seed", "val_fraction", "resplit", "task")
+
+
+def split_identity(meta: dict) -> str | None:
+    """What makes two runs' splits the same: the data and split files they read (fingerprints) and
+    the split options. None when the encode does not record them (then no run is said to share)."""
+    import hashlib
+
+    data = (meta.get("params") or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    inputs = {k: v.get("fingerprint") for k, v in (meta.get("inputs") or {}).items() if isinstance(v, dict)}
+    text = json.dumps({"inputs": inputs, **{k: data.get(k) for k in SPLIT_PARAMS}}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _metrics(m: dict) -> dict:
@@ -182,8 +140,8 @@ def _metrics(m: dict) -> dict:
 
 def positive_class(encode: dict[str, dict], requested: str | None = None) -> dict | None:
     """For two classes: which one is 'positive' (sensitivity = its recall, specificity = the other's).
-    Default: the minority class of the training split (counts summed over runs; a tie picks the
-    second class)."""
+    Default: the minority class of the training split (over all runs; a tie picks the second
+    class). ``train_counts``: per run (the mean when the runs differ), never summed over them."""
     summaries = [s for s in encode.values() if isinstance(s, dict) and s.get("class_names")]
     names = summaries[0]["class_names"] if summaries else []
     if len(names) != 2:
@@ -196,8 +154,11 @@ def positive_class(encode: dict[str, dict], requested: str | None = None) -> dic
              and len(s.get("train_class_counts") or []) == 2]
     counts = np.sum(known, axis=0) if known else np.array([0, 0])
     pos = names.index(requested) if requested is not None else (0 if counts[0] < counts[1] else 1)
+    # the runs are replicates (resplits) of one data set: per run, not summed over the replicates
+    mean = np.mean(known, axis=0) if known else np.array([0, 0])
     return {"positive": names[pos], "negative": names[1 - pos], "source": "--positive-class" if requested else "minority",
-            "train_counts": {n: int(c) for n, c in zip(names, counts)}}
+            "train_counts": {n: (int(c) if float(c).is_integer() else round(float(c), 1)) for n, c in zip(names, mean)},
+            "runs": len(known)}
 
 
 def add_sensitivity(rows: pd.DataFrame, positive: dict | None) -> pd.DataFrame:
@@ -219,6 +180,15 @@ def summarise(rows: pd.DataFrame, order: list[str] | None = None) -> pd.DataFram
     if order:
         table = table.set_index("variant").loc[[v for v in order if v in set(table.variant)]].reset_index()
     return table
+
+
+def _shared_splits(g: pd.DataFrame, common) -> str:
+    """Runs among the pairs whose splits are the same (the corrected t assumes every run a resplit)."""
+    if "split_id" not in g:
+        return ""
+    ids = g.loc[common, "split_id"].groupby(level="run").first().dropna()
+    groups = [sorted(runs) for _, runs in ids.groupby(ids).groups.items() if len(runs) > 1]
+    return "; ".join(" = ".join(map(str, runs)) for runs in groups)
 
 
 def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None,
@@ -249,7 +219,8 @@ def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None
             sizes = g.loc[common, ["n_test", "n_train"]].astype(float) if "n_train" in g else None
             ratio = float((sizes.n_test / sizes.n_train).mean()) if sizes is not None else np.nan
             ratio = None if np.isnan(ratio) else ratio
-        rec = {"variant": variant, "reference": reference, "n_pairs": len(common),
+        shared = _shared_splits(g, common) if ratio is not None else ""
+        rec = {"variant": variant, "reference": reference, "n_pairs": len(common), "shared_split": shared,
                "test": stats.PAIRED_T if ratio is None else stats.NADEAU_BENGIO,
                "n_test_over_n_train": np.nan if ratio is None else ratio,
                "runs": len({r for r, _ in common}), "n_dropped": len(dropped), "dropped": "; ".join(dropped)}

@@ -66,6 +66,10 @@ def resolve(target: str, store: RunStore | None) -> tuple[Artifact, RunStore]:
 
 
 def view(target: str, store: RunStore | None) -> View:
+    if store is not None and "/" not in target and not Path(target).exists():
+        listing = stage_listing(store, target)
+        if listing is not None:
+            return listing
     artifact, run_store = resolve(target, store)
     v = View(artifact, [provenance(artifact)])
     try:
@@ -152,6 +156,62 @@ def _schedule(a: Artifact) -> list[Table]:
                   ["epoch", "size", *names, "alpha(t)"], rows)
     table.text = bar_chart(names, [epochs[i] for i in shown], sum(d["class_counts"]))
     return [table]
+
+
+@content("train")
+def _train(a: Artifact) -> list[Table]:
+    s = a.summary
+    keys = ("final_loss", "epochs", "finish_epochs", "optimizer_steps", "samples_seen", "selected_epoch",
+            "selected_valid_score", "train_class_counts", "class_names", "seconds", "device", "threads",
+            "replicas_in_program", "gpu_peak_mb")
+    rows = [[k, s[k]] for k in keys if s.get(k) is not None]
+    rows += [[k, _short(v)] for k, v in s.items() if k not in keys and v is not None]
+    return [Table("training", ["field", "value"], rows)]
+
+
+@content("evaluate")
+def _evaluate(a: Artifact) -> list[Table]:
+    s = a.summary
+    rows = [[k, v] for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"]
+    return [Table(f"metrics on {s.get('split', '?')} ({s.get('n', '?')} samples)", ["metric", "value"], rows)]
+
+
+def stage_listing(store: RunStore, stage: str) -> View | None:
+    """``climd inspect STAGE --run R`` for a stage with many artifacts (train, evaluate, eval-test):
+    one row per artifact under that folder, with its state and its headline numbers."""
+    from stages.store.status import artifact_row
+
+    tops = sorted(store.root.glob("eval-*")) if stage == "evaluate" else [store.root / stage]
+    tops = [t for t in tops if t.is_dir() and not (t / META).exists()]
+    if not tops:
+        return None
+    names = sorted(p.parent.relative_to(store.root).as_posix() for t in tops for p in t.glob("*/*/" + META))
+    names += sorted(p.parent.relative_to(store.root).as_posix() for t in tops for p in t.glob("*/*/checkpoint.json")
+                    if not (p.parent / META).exists())
+    if not names:
+        return None
+    rows = []
+    for name in names:
+        row = artifact_row(store, name)
+        try:
+            s = store.read(name).summary
+        except Exception:             # shown as its state: listing a broken artifact is the point
+            s = {}
+        headline = (f"final loss {s['final_loss']:.4g}, {s.get('optimizer_steps')} steps" if "final_loss" in s else
+                    ", ".join(f"{k} {s[k]:.4g}" for k in ("accuracy", "f1_macro", "auc_macro") if isinstance(s.get(k), float)))
+        rows.append([name, row["state"], headline])
+    listing = View(Listing(store.root if stage == "evaluate" else store.root / stage, stage), [Table(f"{stage} artifacts of run {store.run}: {len(rows)}",
+                                                             ["artifact", "state", "summary"], rows)])
+    return listing
+
+
+@dataclass
+class Listing:
+    """Stands in for an artifact when ``inspect`` lists a stage folder (path, stage, meta)."""
+    path: Path
+    stage: str
+    meta: dict = field(default_factory=dict)
+    listing: bool = True
 
 
 def _sample_epochs(n: int, most: int) -> list[int]:

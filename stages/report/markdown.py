@@ -58,6 +58,8 @@ def positive_sentence(pos: dict) -> str:
     counts = pos.get("train_counts", {})
     why = ("the minority class of the training split" if pos.get("source") == "minority" else "set by --positive-class")
     shown = ", ".join(f"{n} {c}" for n, c in counts.items())
+    runs = pos.get("runs", 1)
+    shown += f" per run, the mean over {runs} runs" if runs > 1 else ""
     return (f"Two classes: the positive class is **{pos['positive']}** ({why}; training counts {shown}). "
             f"Sensitivity = recall of {pos['positive']}, specificity = recall of {pos['negative']}.")
 

@@ -24,7 +24,8 @@ from typing import Callable, Mapping
 from stages.core import safefs
 from stages.core.version import __version__
 from stages.store import mac
-from stages.store.atomic import (TargetExists, atomic_dir, atomic_write_json, atomic_write_text, sweep_leftovers)
+from stages.store.atomic import TargetExists, atomic_dir, atomic_write_json, atomic_write_text, prune_empty
+from stages.store.atomic import sweep_leftovers
 from stages.errors import MissingArtifactError, StaleArtifactError, UsageError
 from stages.core.hashing import cache_key, file_sha256
 from stages.core.names import check_name
@@ -281,11 +282,15 @@ class RunStore:
         # (we reuse it), replace one made from other inputs; --force always replaces.
         replace = True if force else (lambda existing: (guard is not None and guard(existing))
                                       or not _intact_with_key(existing, ticket.key))
+        new_run = not self.root.exists()   # a refused first build leaves no empty run folder behind
         try:
             with atomic_dir(path, replace=replace) as tmp:
                 ticket.commit(tmp, produce(tmp))
         except TargetExists:
             return self.read(name), True
+        except BaseException:
+            prune_empty(path.parent, self.cache_dir, new_run)
+            raise
         return self.read(name), False
 
     def reusable(self, name: str, key: str) -> Artifact | None:

@@ -295,3 +295,15 @@ def remove_orphans(target: Path) -> list[Path]:
     removed: list[Path] = []
     _sweep(target.parent, f"{TMP_PREFIX}{target.name}-", False, removed)
     return removed
+
+
+def prune_empty(folder: Path, stop: Path, when: bool = True) -> None:
+    """Remove ``folder`` and its parents up to (not including) ``stop`` while they are empty (when
+    ``when``: e.g. only the folders this process created)."""
+    folder, stop = Path(folder), Path(stop)
+    while when and folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()                 # only an empty folder: anything another writer put there stays
+        except OSError:
+            return
+        folder = folder.parent

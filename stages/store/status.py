@@ -42,6 +42,31 @@ def exit_code(states) -> int:
     return 0
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """``status --summary``: per variant (cells of a sweep, or train/eval artifacts of runs) or per
+    stage (the stages before training), how many are done (fresh), missing, failed (their job failed
+    or was cancelled), and in each other state."""
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        if "cell" in row:
+            key = ("train", row["variant"])
+        else:
+            parts = row["name"].split("/")
+            key = (row["stage"], parts[1] if len(parts) == 3 and row["stage"] in ("train", "evaluate") else "")
+        g = groups.setdefault(key, {"stage": key[0], "variant": key[1], "total": 0, "done": 0, "missing": 0,
+                                    "failed": 0})
+        g["total"] += 1
+        state = "done" if row["state"] in ("fresh", "done") else row["state"]
+        job = row.get("job") or {}
+        if state != "done" and job.get("state") in FAILED_JOB:
+            state = "failed"
+        g[state] = g.get(state, 0) + 1
+    return list(groups.values())
+
+
+FAILED_JOB = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+
+
 def counts(rows: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for row in rows:
@@ -56,7 +81,8 @@ def run_status(store: RunStore) -> list[dict]:
         return [_row(store, "encode", "missing", f"run {store.run} has no folder in {store.cache_dir}")]
     rows = [artifact_row(store, name) for name in artifact_names(store)]
     present = {r["name"] for r in rows}
-    wanted = [] if "encode" in present else [("encode", "the run has no encode artifact")]
+    # a data set's run of `climd compare` holds only encode.shared (features its replicates copy)
+    wanted = [] if present & {"encode", "encode.shared"} else [("encode", "the run has no encode artifact")]
     for r in rows:
         wanted += [(name, f"{r['name']} was built from it") for name in r.pop("inputs", [])]
     for name, why in wanted:

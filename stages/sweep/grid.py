@@ -271,7 +271,9 @@ def _upstream(stage: str, value, grid_path: Path, w: _Where) -> list[dict]:
             if canon not in valid:
                 w.unknown(keys, key, valid, f"{stage} option")
             try:
-                opts[canon] = coerce(valid[canon], v)
+                # encode's seed and resplit may be '{seed}' (replicate k = resplit k), filled in per run
+                opts[canon] = v if stage == "encode" and canon in ("seed", "resplit") and v == "{seed}" \
+                    else coerce(valid[canon], v)
                 if valid[canon] == "path" and opts[canon]:
                     opts[canon] = _path(opts[canon], grid_path)
             except ValueError as exc:

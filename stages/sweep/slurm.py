@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Mapping
 
 from stages.errors import ClimdError, StaleArtifactError, UsageError
-from stages.sweep.run import (LOGS, Plan, ordered, plan, read_record, record_path, run_task, sweep_dir, write_record, now)
+from stages.sweep.jobs import active_cells
+from stages.sweep.run import LOGS, Plan, ordered, plan, record_path, sweep_dir, write_record, now
 from stages.sweep.grid import Cell, Grid
+from stages.sweep.task import SweepTask
 from stages.sweep.upstream import SHARD_INDEX, UPSTREAM
 
 log = logging.getLogger("climd")
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?\Z")
 
 
@@ -46,6 +47,9 @@ class SlurmOptions:
     def parameters(self) -> dict:
         """The submitit parameters (``AutoExecutor.update_parameters``) of every array."""
         p: dict = {"timeout_min": parse_time(self.time)}
+        # --signal=USR2@N: N s before the time limit a task checkpoints and requeues (stages/sweep/task.py);
+        # submitit's 90 s, or a quarter of a shorter limit
+        p["slurm_signal_delay_s"] = min(90, p["timeout_min"] * 15)
         if self.cpus is not None:
             p["cpus_per_task"] = self.cpus
         if self.gpus:
@@ -158,8 +162,9 @@ def check_slurm(env: Mapping[str, str] | None = None) -> None:
         if shutil.which(tool, path=path) is None:
             raise UsageError(f"`{tool}` is not on PATH: --executor slurm submits job arrays with SLURM's "
                              f"{tool} (through submitit), and this machine has no SLURM client",
-                             fix="run on the cluster's login node (or `module load slurm`), use --executor "
-                                 "local to train here, or --dry-run to see the jobs")
+                             fix="run on the cluster's login node (or `module load slurm`), `make slurm-up` to try "
+                                 "SLURM on this machine (docs/sweeps.md), --executor local to train here, or "
+                                 "--dry-run to see the jobs")
 
 
 @dataclass
@@ -169,9 +174,11 @@ class Submitted:
     parameters: dict
     tasks: list[dict]
     jobs: list = field(default_factory=list, repr=False)     # submitit Job objects (to wait on)
+    after: list = field(default_factory=list)                # the job ids it waits for (afterok)
 
     def record(self) -> dict:
-        return {"stage": self.stage, "job_id": self.job_id, "parameters": self.parameters, "tasks": self.tasks}
+        return {"stage": self.stage, "job_id": self.job_id, "parameters": self.parameters, "tasks": self.tasks,
+                "after": self.after}
 
 
 def submit_arrays(job_arrays: list[Array], parameters: dict, folder: Path, env: Mapping[str, str] | None = None,
@@ -191,24 +198,54 @@ def submit_arrays(job_arrays: list[Array], parameters: dict, folder: Path, env: 
     out = [] if out is None else out
     with environment(env):
         for array in job_arrays:
-            params = {**parameters, "name": f"{name}-{array.stage}"}
-            if out and cluster == "slurm":
-                params["slurm_dependency"] = f"afterok:{out[-1].job_id}"
-            executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-            executor.update_parameters(**params)
-            try:
-                jobs = executor.map_array(run_task, array.specs)
-            except Exception as exc:          # sbatch refused the job: bad partition, time, account ...
-                raise UsageError(f"sbatch refused the {array.stage} array: {str(exc).strip()[-600:]}",
-                                 fix="check that `sbatch` works here, and --slurm-partition, --slurm-time, --slurm-cpus, "
-                                     "--slurm-gpus and --slurm-option (`climd sweep ... --dry-run` shows them)") from None
-            tasks = [{"task": i, "job_id": str(j.job_id), "does": labels}
-                     for i, (j, labels) in enumerate(zip(jobs, array.labels()))]
-            out.append(Submitted(array.stage, str(jobs[0].job_id).split("_")[0], params, tasks, list(jobs)))
-            log.info("submitted %s: job %s, %d task(s)", array.stage, out[-1].job_id, len(jobs))
-            if cluster != "slurm":
-                _wait(jobs, array.stage, folder)
+            after = [s.job_id for s in out if s.stage == out[-1].stage] if out and cluster == "slurm" else []
+            parts = split(array.specs, max_array_size(env) if cluster == "slurm" else None)
+            labels = array.labels()
+            for k, specs in enumerate(parts):
+                params = {**parameters, "name": f"{name}-{array.stage}"}
+                if after:
+                    params["slurm_dependency"] = "afterok:" + ":".join(after)
+                    # a failed dependency cancels the dependents (instead of leaving them pending forever)
+                    params["slurm_additional_parameters"] = {**params.get("slurm_additional_parameters", {}),
+                                                             "kill-on-invalid-dep": "yes"}
+                executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+                executor.update_parameters(**params)
+                try:
+                    jobs = executor.map_array(SweepTask(), specs)
+                except Exception as exc:          # sbatch refused the job: bad partition, time, account ...
+                    raise UsageError(f"sbatch refused the {array.stage} array: {str(exc).strip()[-600:]}",
+                                     fix="check that `sbatch` works here (no configuration source: `make slurm-up` starts one on this "
+                                         "machine, docs/sweeps.md), and --slurm-partition, --slurm-time, --slurm-cpus, "
+                                         "--slurm-gpus and --slurm-option (`climd sweep ... --dry-run` shows them)") from None
+                offset = sum(len(p) for p in parts[:k])
+                tasks = [{"task": offset + i, "job_id": str(j.job_id), "does": labels[offset + i]}
+                         for i, j in enumerate(jobs)]
+                out.append(Submitted(array.stage, str(jobs[0].job_id).split("_")[0], params, tasks, list(jobs), after))
+                log.info("submitted %s%s: job %s, %d task(s)", array.stage,
+                         f" (part {k + 1}/{len(parts)})" if len(parts) > 1 else "", out[-1].job_id, len(jobs))
+                if cluster != "slurm":
+                    _wait(jobs, array.stage, folder)
     return out
+
+
+def split(specs: list, size: int | None) -> list[list]:
+    """An array of more tasks than the cluster's MaxArraySize, as several arrays."""
+    if not size or len(specs) <= size:
+        return [specs]
+    return [specs[i:i + size] for i in range(0, len(specs), size)]
+
+
+def max_array_size(env: Mapping[str, str] | None = None) -> int | None:
+    """The cluster's MaxArraySize (`scontrol show config`): tasks per array, at most (indices 0..N-1)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return int(value.strip())
+    return None
 
 
 def _wait(jobs: list, stage: str, folder: Path) -> None:
@@ -270,51 +307,3 @@ def submit_sweep(grid: Grid, cache_dir, options: SlurmOptions, cells_per_task: i
         entry["arrays"] = [s.record() for s in submitted]
         write_record(grid, p.cache_dir, entry)
     return entry, submitted
-
-
-# -- job states (for status) ---------------------------------------------------------------------------
-def latest_jobs(record: dict) -> dict[str, dict]:
-    """cell key or run -> {job_id, stage, cluster, log_dir} of the newest submission that had it."""
-    out: dict[str, dict] = {}
-    for sub in record.get("submissions", []):
-        for array in sub.get("arrays", []):
-            for task in array.get("tasks", []):
-                for item in task.get("does", []):
-                    out[item] = {"job_id": task["job_id"], "stage": array["stage"], "cluster": sub.get("cluster"),
-                                 "log_dir": sub.get("log_dir")}
-    return out
-
-
-def job_states(job_ids: list[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """SLURM state of each job id (``sacct``, read with submitit's parser; first word, e.g.
-    ``CANCELLED``); {} when SLURM is absent or cannot answer, which is not an error."""
-    path = (env if env is not None else os.environ).get("PATH", "")
-    if not job_ids or shutil.which("sacct", path=path) is None:
-        return {}
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
-    command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2"]
-    for array in sorted({j.split("_")[0] for j in job_ids}):
-        command += ["-j", array]
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("no SLURM job states: %s", exc)
-        return {}
-    if out.returncode != 0:
-        log.debug("no SLURM job states: sacct says %s", out.stderr.strip()[-300:])
-        return {}
-    info = SlurmInfoWatcher().read_info(out.stdout)
-    return {j: info[j]["State"].split(" ")[0] for j in job_ids if info.get(j, {}).get("State")}
-
-
-def active_cells(path: Path, env: Mapping[str, str] | None = None) -> set[str]:
-    """Cells whose newest SLURM task is still pending or running (resubmitting them would start a
-    second writer on the same folder)."""
-    try:
-        latest = latest_jobs(read_record(path))
-    except ClimdError:
-        return set()
-    slurm = {k: v for k, v in latest.items() if v.get("cluster") == "slurm"}
-    states = job_states([v["job_id"] for v in slurm.values()], env)
-    return {k for k, v in slurm.items() if states.get(v["job_id"]) in ACTIVE}

@@ -12,9 +12,10 @@ from stages.store.status import artifact_row, built
 
 
 def cells_status(cache_dir, cells: list, evaluate: list[str] = (), jobs: dict | None = None,
-                 job_state: dict | None = None) -> list[dict]:
+                 job_state: dict | None = None, record: dict | None = None) -> list[dict]:
     """One row per cell: done / missing / incomplete / stale / corrupt, with its newest job (id and,
-    when SLURM answers, state)."""
+    when SLURM or the task's files answer, state, exit code and message)."""
+    from stages.sweep.jobs import explain
     from stages.sweep.run import stores
 
     get_store, rows = stores(Path(cache_dir)), []
@@ -31,7 +32,13 @@ def cells_status(cache_dir, cells: list, evaluate: list[str] = (), jobs: dict | 
                "path": str(store.path(cell.name)), "state": state, "detail": detail}
         job = (jobs or {}).get(cell.key)
         if job:
-            row["job"] = {"id": job["job_id"], "stage": job["stage"], "state": (job_state or {}).get(job["job_id"])}
+            st = (job_state or {}).get(job["job_id"]) or {}
+            row["job"] = {"id": job["job_id"], "stage": job["stage"], "state": st.get("state"),
+                          **{k: st[k] for k in ("reason", "exit_code", "message", "log") if st.get(k) is not None}}
+            why = explain(job, st, record or {}, cell.run, job_state or {}) if state != "done" else None
+            if why:
+                row["job"]["explain"] = why
+                row["detail"] = f"{why}; {detail}" if detail else why
         rows.append(row)
     return rows
 
@@ -58,11 +65,16 @@ def sweep_status(cache_dir, record: dict, grid=None, env=None) -> list[dict]:
     """Cells of a sweep record (or of ``grid``, when given), with the SLURM state of their jobs
     (``env``: the environment sacct runs with; default this process's)."""
     from stages.sweep.grid import Cell
-    from stages.sweep.slurm import job_states, latest_jobs
+    from stages.sweep.jobs import job_states, latest_jobs
 
     cells = grid.cells if grid is not None else [Cell.from_dict(c) for c in record.get("cells", [])]
     evaluate = grid.evaluate if grid is not None else record.get("evaluate", [])
     jobs = latest_jobs(record)
-    slurm = [v["job_id"] for v in jobs.values() if v.get("cluster") == "slurm"]
-    states = job_states(list(dict.fromkeys(slurm)), env) if slurm else {}
-    return cells_status(cache_dir, cells, evaluate, jobs, states)
+    wanted = {}                             # every task of the submissions the cells' jobs belong to
+    for n in sorted({v["submission"] for v in jobs.values() if v.get("cluster") == "slurm"}):
+        sub = record["submissions"][n]
+        for array in sub.get("arrays", []):
+            for task in array.get("tasks", []):
+                wanted[task["job_id"]] = {"log_dir": sub.get("log_dir")}
+    states = job_states(wanted, env) if wanted else {}
+    return cells_status(cache_dir, cells, evaluate, jobs, states, record)

@@ -21,6 +21,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "encode": {"data": "path", "format": "str", "modalities": "list", "task": "str", "derm-tabular": "str",
                "derm-modalities": "str",
                "impute": "str", "split-file": "path", "test-size": "float", "seed": "int", "val-fraction": "float",
+               "resplit": "int", "shared-run": "str",
                "image-encoder": "str", "image-weights": "path", "image-size": "int",
                "allow-random-weights": "bool", "random-init": "bool", "exif-orientation": "bool",
                "image-stages": "bool", "stage-grid": "int",
@@ -88,10 +89,11 @@ def encode_args(opts: dict):
     data = Path(o.pop("data")) if o.get("data") else None
     data_opts = DataOptions(format=o.get("format"), modalities=o.get("modalities"),
                             split_file=Path(o["split-file"]) if o.get("split-file") else None,
-                            test_size=o.get("test-size", 0.3), split_seed=o.get("seed", 0),
+                            test_size=o.get("test-size", 0.3), split_seed=int(o.get("seed") or 0),
                             val_fraction=o.get("val-fraction", 0.0), task=o.get("task", "diag5"),
                             derm_tabular=o.get("derm-tabular", "meta"),
-                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"))
+                            derm_modalities=o.get("derm-modalities"), impute=o.get("impute"),
+                            resplit=int(o.get("resplit") or 0))   # int(): "{seed}" filled in
     enc = EncodeOptions(**{k.replace("-", "_"): (Path(v) if k in ("image-weights", "text-model") and v else v)
                            for k, v in o.items() if k.replace("-", "_") in EncodeOptions.__dataclass_fields__
                            and k != "volume"})
@@ -128,6 +130,11 @@ def run_upstream(store: RunStore, stage: str, opts: dict, force: bool = False) -
 
             return shards.run_sharded(store, *encode_args(opts), count=opts["shards"],
                                       index=opts.get(SHARD_INDEX), force=force)
+        if opts.get("shared-run"):             # image/text features copied from that run's encode.shared
+            from stages.pipeline import encode_shared
+
+            shared = RunStore(store.cache_dir, opts["shared-run"], command=store.command)
+            return encode_shared.run_replicate(store, *encode_args(opts), shared, force=force)
         from stages.pipeline import encode
 
         return encode.run(store, *encode_args(opts), force=force)
@@ -218,7 +225,7 @@ def _inputs_match(stage: str, opts: dict, artifact: Artifact) -> bool:
 def upstream_command(stage: str, run: str, opts: dict) -> str:
     """The `climd <stage>` command these options stand for (recorded in the artifact's meta.json)."""
     parts = ["climd", stage, "--run", run]
-    opts = dict(opts)
+    opts = {k: v for k, v in opts.items() if k != "shared-run"}   # the same artifact as a plain encode
     if opts.get("shards"):
         count, index = opts.pop("shards"), opts.pop(SHARD_INDEX, None)
         parts += [f"--shard {index}/{count}"] if index is not None else ["--merge", f"--shards {count}"]

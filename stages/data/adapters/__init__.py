@@ -8,6 +8,7 @@ from stages.data.dataset import Dataset, validate
 from stages.errors import DataError, UsageError, check_choices
 from stages.core.names import check_name
 from stages.data.adapters import derm7pt
+from stages.data.adapters import folder
 from stages.data.adapters import manifest
 from stages.data.adapters import mogonet
 from stages.data.adapters import tcga
@@ -52,8 +53,18 @@ def detect_format(path: Path) -> str:
         for name, module in (("mogonet", mogonet), ("derm7pt", derm7pt), ("tcga", tcga)):
             if module.looks_like(path):
                 return name
+    if folder.looks_like(path):
+        tables = sorted(p.name for p in path.glob("*.csv") if p != folder.label_file(path))
+        raise DataError(f"{path} holds {folder.label_file(path).name} and {len(tables)} other table(s) "
+                        f"({', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''}): climd reads your own "
+                        "data through a manifest that says which column is the sample id, which the label, "
+                        "and which files are model inputs",
+                        fix=f"`climd manifest {path} > {path / 'manifest.yaml'}` writes one from what the "
+                            f"folder holds; check it, then `climd encode --data {path / 'manifest.yaml'}` "
+                            "(docs/data.md)")
     raise DataError(f"cannot tell the format of {path}",
-                    fix=f"pass --format {'|'.join(FORMATS)} (see `climd encode --help`)")
+                    fix=f"pass --format {'|'.join(FORMATS)} (see `climd encode --help`); for your own data, "
+                        "a manifest (docs/data.md; `climd manifest DIR` writes one for a folder with labels.csv)")
 
 
 def load_dataset(path: Path | None, opts: DataOptions) -> Dataset:

@@ -160,17 +160,21 @@ def to_float(frame: pd.DataFrame, path: Path) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
-def align(frame: pd.DataFrame, ids: list[str], path: Path, label_path: Path) -> np.ndarray:
-    """Rows of ``frame`` in the order of ``ids``; every id must be present, no id may be extra."""
+def align(frame: pd.DataFrame, ids: list[str], path: Path, label_path: Path, labelled: bool = True) -> np.ndarray:
+    """Rows of ``frame`` in the order of ``ids``; every id must be present, no id may be extra.
+    ``labelled=False`` (new samples for predict): the ids come from ``label_path`` without labels."""
     have = set(frame.index)
     missing = [i for i in ids if i not in have]
     extra = sorted(have - set(ids))
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} labelled sample(s) missing, e.g. {few(missing)}")
+            parts.append(f"{len(missing)} {'labelled ' if labelled else ''}sample(s) of {label_path.name} missing, "
+                         f"e.g. {few(missing)}")
         if extra:
-            parts.append(f"{len(extra)} id(s) without a label in {label_path.name}, e.g. {few(extra)}")
-        raise DataError(f"{path}: sample ids do not match the labels ({'; '.join(parts)})",
-                        fix="give every modality file exactly the samples of the label file")
+            parts.append(f"{len(extra)} id(s) {'without a label' if labelled else 'not'} in {label_path.name}, "
+                         f"e.g. {few(extra)}")
+        what = "the labels" if labelled else f"those of {label_path.name}"
+        raise DataError(f"{path}: sample ids do not match {what} ({'; '.join(parts)})",
+                        fix=f"give every modality file exactly the samples of {label_path.name}")
     return frame.loc[ids].to_numpy(dtype=np.float64)

@@ -84,6 +84,9 @@ def load(path: Path, task: str = "diag5", tabular: str = "meta", modalities: str
     else:
         rows, split, class_names, labels = _stratified(task, labels, test_size, seed)
         files, notes = [], [f"minimal layout: stratified split test_size={test_size}, seed={seed}"]
+    class_names, labels, absent = drop_absent(class_names, labels)
+    notes += [f"class(es) {absent} have no case in {meta_path.name}: absent, trained on the "
+              f"{len(class_names)} present {class_names}"] if absent else []
     images = resolve_images(path / "images", meta["derm"].iloc[rows].tolist(), meta_path, rows, "derm")
     mods, more_notes = build_modalities(meta.iloc[rows], wanted, tabular, images, path / "images", meta_path)
     unused = int((split == UNUSED).sum())
@@ -94,6 +97,18 @@ def load(path: Path, task: str = "diag5", tabular: str = "meta", modalities: str
         name=f"derm7pt-{task}", ids=np.array([f"{r:04d}" for r in rows], dtype=object),
         labels=labels, class_names=class_names, split=split, modalities=mods,
         label_source=meta_path, files=[meta_path, *files, *images], notes=notes)
+
+
+def drop_absent(class_names: list[str], labels: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+    """A subset of Derm7pt may lack some diagnosis groups: those classes are left out (labels
+    renumbered over the classes present, in the same order) rather than refused."""
+    present = [c for c in range(len(class_names)) if (labels == c).any()]
+    if len(present) == len(class_names):
+        return class_names, labels, []
+    remap = np.full(len(class_names), -1, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    return ([class_names[c] for c in present], remap[labels],
+            [class_names[c] for c in range(len(class_names)) if c not in present])
 
 
 def _read_meta(meta_path: Path) -> pd.DataFrame:

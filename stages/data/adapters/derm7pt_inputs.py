@@ -62,8 +62,19 @@ def build_modalities(frame: pd.DataFrame, tokens: list[str] | None, tabular: str
     mods = {"derm": Modality("derm", "image", images, image_root)}
     if tokens is None:
         columns = {"meta": METADATA, "meta+7pt": METADATA + CHECKLIST, "7pt": CHECKLIST}[tabular]
+        if tabular == "meta" and not any(c in frame.columns for c in METADATA):
+            # the default, on a table without metadata: use what is there instead of refusing
+            columns = [c for c in CHECKLIST if c in frame.columns]
+            notes.append(f"--derm-tabular meta: {source.name} has none of the metadata columns {METADATA}; "
+                         + (f"the tabular input is the 7-point criteria {columns} instead (as --derm-tabular 7pt)"
+                            if columns else "no 7-point criteria either: the image is the only input"))
+            if not columns:
+                notes.append("inputs used: derm (image)")
+                return mods, notes
         table, names = one_hot(frame, _present(frame, columns, source, f"--derm-tabular {tabular}", notes), source)
         mods["tabular"] = Modality("tabular", "tabular", table, source, names)
+        notes.append(f"inputs used: derm (image), tabular ({len(names)} one-hot columns from "
+                     f"{', '.join(c for c in columns if c in frame.columns)})")
         return mods, notes
     out = {}
     for token in tokens:

@@ -67,7 +67,8 @@ def load(path: Path, test_size: float = 0.3, seed: int = 0) -> Dataset:
             raise DataError(f"{table_path}: no column {col!r} (named in {path.name}); columns: "
                             f"{list(map(str, table.columns))[:8]}", fix=f"correct the column name in {path.name}")
     ids = table_ids(table, spec["id_column"], table_path)
-    labels, names = class_index(table[spec["label_column"]].tolist(), table_path, spec.get("classes"))
+    labels, names = class_index(table[spec["label_column"]].tolist(), table_path, spec.get("classes"),
+                                lines=[i + 2 for i in range(len(table))])
     files = [path, table_path]
     mods = {}
     for name, mspec in spec["modalities"].items():
@@ -77,6 +78,7 @@ def load(path: Path, test_size: float = 0.3, seed: int = 0) -> Dataset:
         if col not in table.columns:
             raise DataError(f"{table_path}: no split column {col!r}")
         split = table[col].astype(str).str.strip().str.lower().to_numpy(dtype=object)
+        check_split_values(split, table_path, col)
         notes = []
     else:
         split = stratified_split(labels, test_size, seed)
@@ -118,6 +120,22 @@ def modality(name, mspec, table, ids, base, table_path, manifest, files) -> Moda
         return Modality(name, kind, paths, table_path)
     texts = table[col].fillna("").astype(str).tolist()
     return Modality(name, kind, texts, table_path)
+
+
+def check_split_values(split: np.ndarray, path: Path, column: str) -> None:
+    """Every value of a split column is train, valid or test: else the file, line and value named."""
+    import difflib
+
+    from stages.data.dataset import SPLITS, UNUSED
+
+    bad = [i for i, v in enumerate(split) if v not in SPLITS and v != UNUSED]
+    if bad:
+        value = split[bad[0]]
+        close = difflib.get_close_matches(value, SPLITS, 1, 0.5)
+        raise DataError(f"{path}: split column {column!r} has {value!r} on line {bad[0] + 2}"
+                        + (f" ({len(bad)} rows in all)" if len(bad) > 1 else "")
+                        + (f"; did you mean {close[0]!r}?" if close else ""),
+                        fix=f"use only {', '.join(SPLITS)} in column {column!r}")
 
 
 def table_ids(table: pd.DataFrame, column: str, path: Path) -> list[str]:

@@ -36,9 +36,10 @@ class NewSamples:
         return len(self.ids)
 
 
-def load(path: Path, fmt: str | None, opts: DataOptions) -> NewSamples:
+def load(path: Path, fmt: str | None, opts: DataOptions, run_modalities: list[str] | None = None) -> NewSamples:
     """The samples at ``path`` (``fmt`` detected when None); ``opts``: the run's recorded data options
-    (modality selection, Derm7pt task and table)."""
+    (modality selection, Derm7pt task and table); ``run_modalities``: the run's modality names (a
+    folder of tables: only those are read, the other CSVs are named in a note)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path {path} does not exist", fix="check --data")
@@ -48,7 +49,7 @@ def load(path: Path, fmt: str | None, opts: DataOptions) -> NewSamples:
     elif fmt == "manifest":
         new = _manifest(path)
     elif fmt == "tcga":
-        new = _tcga(path, opts.modalities)
+        new = _tcga(path, opts.modalities or run_modalities)
     elif fmt == "derm7pt":
         ds = derm7pt.load(path, opts.task, opts.derm_tabular)
         new = NewSamples(ds.name, ds.ids, ds.modalities, ds.files,
@@ -150,9 +151,11 @@ def _tcga(path: Path, modalities: list[str] | None) -> NewSamples:
     else:
         first, id_source = next(iter(frames.values()))
         ids = first.index.tolist()
-    mods = {name: Modality(name, "tabular", align(frame, ids, mod_path, id_source), mod_path,
+    mods = {name: Modality(name, "tabular", align(frame, ids, mod_path, id_source, labelled=False), mod_path,
                            [str(c) for c in frame.columns]) for name, (frame, mod_path) in frames.items()}
-    return NewSamples(path.name, np.array(ids, dtype=object), mods, [p for _, p in frames.values()])
+    ignored = sorted(set(available) - set(frames) - {tcga.TARGET.removesuffix(".csv")})
+    notes = [f"ignored {', '.join(f'{n}.csv' for n in ignored)}: not a modality of the run"] if ignored else []
+    return NewSamples(path.name, np.array(ids, dtype=object), mods, [p for _, p in frames.values()], notes)
 
 
 def _check_ids(new: NewSamples, path: Path) -> None:
