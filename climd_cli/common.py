@@ -142,7 +142,9 @@ def _command_line(ctx, overrides: dict | None = None) -> str:
     (``overrides`` replaces parameter values, e.g. one seed of a multi-seed call)."""
     from shlex import quote   # so a wildcard run or a title with spaces can be pasted into a shell
 
-    parts = ["climd", ctx.info_name]
+    from stages.core import cmdline
+
+    parts = []
     values = {**ctx.params, **(overrides or {})}
     for param in ctx.command.params:
         value = values.get(param.name)
@@ -153,12 +155,12 @@ def _command_line(ctx, overrides: dict | None = None) -> str:
             continue
         flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
         if isinstance(value, bool):
-            parts.append(flag if value else (param.secondary_opts or [flag])[0])
-        elif isinstance(value, (list, tuple)):
+            parts += cmdline.option(flag, value, (param.secondary_opts or [flag])[0])
+        elif isinstance(value, (list, tuple)):          # a repeatable option: once per value
             parts += [f"{flag} {quote(str(v))}" for v in value]
         else:
             parts.append(f"{flag} {quote(str(value))}")
-    return " ".join(parts)
+    return cmdline.climd(ctx.info_name, parts)
 
 
 def report(stage: str, artifact, reused: bool, as_json: bool, extra: str = "") -> None:

@@ -55,7 +55,9 @@ def test_compare_own_data_then_rerun_reuses_everything(tmp_path, cache, cli):
     assert again.exit_code == 0, again.output
     summary = json.loads(again.stdout)
     assert summary["trained"] == 0 and summary["reused"] == 15 and summary["upstream_built"] == 0
-    assert again_s < 0.1 * first_s, (again_s, first_s)
+    # nothing trained or built (above); the time ratio itself is a `make bench` row, not a unit-test
+    # timing: here only a bound that a rerun which rebuilt anything could not meet on a busy machine
+    assert again_s < 0.25 * first_s, (again_s, first_s)
     assert pd.read_csv(out / "chosen.csv").equals(chosen)
 
     # a replica lost in flight (its folders gone, as after kill -9 before it finished): only it is redone

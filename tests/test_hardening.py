@@ -46,7 +46,7 @@ def test_fix_hint_replays_the_recorded_command_when_meta_json_is_damaged(cli, ro
     r = cli("schedule", "--run", "ros", "--epochs", "12", "--force")
     assert r.exit_code == 5 and "--force" in r.stderr
     # replayed, with --cache-dir naming where the cache is now, not where it was built (issue 25)
-    from stages.store.meta import with_cache_dir
+    from stages.core.cmdline import with_cache_dir
 
     assert with_cache_dir(recorded, ros.parent) in r.stderr
     assert "--cache-dir" not in recorded or f"--cache-dir {ros.parent}" in r.stderr

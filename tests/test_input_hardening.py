@@ -291,3 +291,28 @@ def test_broken_inputs_script_runs_cases_and_reports_them(tmp_path, capsys):
     assert [r["exit"] for r in rows] == [0, 3, 3, 3] and not any(r["traceback"] for r in rows)
     assert "semicolon-csv" in out and "1_te.csv" in out
     assert json.loads((tmp_path / "corpus" / "semicolon-csv" / "expected.json").read_text())["exit_code"] == 3
+
+
+def test_the_scaler_round_trips_through_its_group_and_transforms_new_rows_as_encode_did(tmp_path):
+    """Fit on the training rows only; the saved state (h5 group) transforms any rows to exactly what
+    the fitted object gives, including the overflow-scaled column and the fill of a NaN."""
+    import h5py
+
+    from stages.encoders.tabular import TabularScaler
+
+    x = np.array([[1.0, 1e307, np.nan], [3.0, -1e307, 2.0], [5.0, 1e307, 4.0], [100.0, 0.0, np.nan]])
+    train = np.array([True, True, True, False])
+    fitted = TabularScaler("median").fit(x, train)
+    np.testing.assert_allclose(fitted.mean_[0], 3.0) and np.testing.assert_allclose(fitted.fill_[2], 3.0)
+    assert fitted.scale_[1] == 1e307 and fitted.scale_[0] == 5.0     # each column by its largest training value
+    z = fitted.transform(x)
+    with h5py.File(tmp_path / "f.h5", "w") as h5:
+        fitted.save(h5.create_group("p"))
+    with h5py.File(tmp_path / "f.h5", "r") as h5:
+        loaded = TabularScaler.load(h5["p"])
+    np.testing.assert_array_equal(loaded.transform(x), z)
+    # by hand: column 0 has training mean 3, std sqrt(8/3); row 4 (not in training) -> (100 - 3)/std
+    assert z[3, 0] == pytest.approx((100 - 3) / np.sqrt(8 / 3), rel=1e-6)
+    assert z[0, 2] == z[3, 2] == 0.0                                    # NaN -> fill 3 = the training mean
+    assert z[1, 1] == pytest.approx(-np.sqrt(2), rel=1e-6)     # 1e307 * (1, -1, 1): mean 1/3, std sqrt(8)/3
+    np.testing.assert_allclose(fitted.std_[1], 1e307 * np.sqrt(8) / 3, rtol=1e-12)

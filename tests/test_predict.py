@@ -157,10 +157,13 @@ def test_nan_without_impute_names_sample_and_feature(cli, rcache, mogonet_new, t
 
 def test_fill_values_of_an_imputed_run_are_used():
     from stages.data.dataset import Modality
+    from stages.encoders.tabular import TabularScaler
     from stages.pipeline.predict import tabular
 
-    stats = {"mean": np.array([1.0, 2.0]), "std": np.array([2.0, 4.0]), "fill": np.array([3.0, 6.0]),
-             "names": ["a", "b"]}
+    scaler = TabularScaler("mean")
+    scaler.fill_, scaler.mean_, scaler.std_, scaler.scale_ = (np.array([3.0, 6.0]), np.array([1.0, 2.0]),
+                                                              np.array([2.0, 4.0]), np.ones(2))
+    stats = {"scaler": scaler, "names": ["a", "b"]}
     notes = []
     mod = Modality("m", "tabular", np.array([[np.nan, 10.0], [5.0, np.nan]]), "m.csv", ["b", "a"])
     z = tabular(mod, stats, 2, np.array(["x", "y"]), notes)

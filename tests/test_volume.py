@@ -229,14 +229,14 @@ def test_bad_volume_in_a_manifest_exits_3_naming_the_file(cli, cache, tmp_path, 
 
 
 def test_missing_volume_and_schema_are_checked_before_reading(cli, cache, tmp_path):
-    (tmp_path / "t.csv").write_text("sample_id,label,scan\na,x,nowhere.nii.gz\nb,y,b.nii.gz\n")
+    (tmp_path / "t.csv").write_text("sample_id,label,scan\na,x,nowhere.nii.gz\nb,y,b.nii.gz\nc,x,c.nii.gz\nd,y,d.nii.gz\n")
     (tmp_path / "m.yaml").write_text("table: t.csv\nid_column: sample_id\nlabel_column: label\n"
                                      "modalities:\n  scan: {type: volume, colum: scan}\n")
     r = cli("encode", "--run", "m", "--data", tmp_path / "m.yaml")
     assert r.exit_code == 3 and "did you mean 'column'" in r.output
     (tmp_path / "m.yaml").write_text((tmp_path / "m.yaml").read_text().replace("colum:", "column:"))
     r = cli("encode", "--run", "m", "--data", tmp_path / "m.yaml")
-    assert r.exit_code == 3 and "2 volume(s) of the 'scan' column not found" in r.output and "line 2" in r.output
+    assert r.exit_code == 3 and "4 volume(s) of the 'scan' column not found" in r.output and "line 2" in r.output
 
 
 def test_sharded_volume_encode_equals_the_unsharded_one_bitwise(cli, cache, synthetic):

@@ -191,20 +191,17 @@ def matrix(group, name: str, data=None, shape=None):
 def _tabular(h5, group, name, mod, ds: Dataset, impute: str | None) -> dict:
     import h5py
 
-    from stages.encoders.tabular import standardize
+    from stages.encoders.tabular import TabularScaler
 
-    z, stats = standardize(mod.values, ds.split == "train", impute,
-                           where=lambda r, c: mod.where(r, c, None if mod.row_files else ds.ids))
+    scaler = TabularScaler(impute).fit(mod.values, ds.split == "train")
+    z = scaler.transform(mod.values, where=lambda r, c: mod.where(r, c, None if mod.row_files else ds.ids))
     matrix(group, name, z)
     pre = h5.require_group(f"preprocessing/{name}")
-    pre.create_dataset("mean", data=stats["mean"])
-    pre.create_dataset("std", data=stats["std"])
-    if "fill" in stats:                       # --impute: what `climd predict` fills new samples with
-        pre.create_dataset("fill", data=stats["fill"])
+    scaler.save(pre)
     if mod.feature_names:
         pre.create_dataset("feature_names", data=mod.feature_names, dtype=h5py.string_dtype())
     return {"encoder": "standardize(train)", "source": str(mod.source),
-            "n_imputed": stats.get("n_imputed", 0), "impute": stats.get("impute")}
+            "n_imputed": scaler.n_imputed_, "impute": impute}
 
 
 def encode_image(h5, group, name, paths: list, opts: EncodeOptions) -> dict:

@@ -128,6 +128,8 @@ def recorded_data_options(enc: Artifact) -> DataOptions:
 
 
 def read_fitted(enc: Artifact) -> Fitted:
+    from stages.encoders.tabular import TabularScaler
+
     path = enc.file(features.FILE)
     with features.open_h5(path) as h5:
         kinds, dims, stats, encoders = {}, {}, {}, {}
@@ -140,8 +142,7 @@ def read_fitted(enc: Artifact) -> Fitted:
                 if pre is None:
                     raise StaleArtifactError(f"{path} has no preprocessing/{name} (the training statistics)",
                                              fix=f"rerun `climd encode --run {enc.path.parent.name} --force`")
-                stats[name] = {"mean": pre["mean"][...], "std": pre["std"][...],
-                               "fill": pre["fill"][...] if "fill" in pre else None,
+                stats[name] = {"scaler": TabularScaler.load(pre),
                                "names": pre["feature_names"].asstr()[...].tolist() if "feature_names" in pre else None}
         class_names = json.loads(h5.attrs["class_names"])
     return Fitted(class_names, kinds, dims, stats, encoders, enc.params)
@@ -214,16 +215,15 @@ def tabular(mod, stats: dict, dim: int, ids: np.ndarray, notes: list[str]) -> np
     if bad.any():
         r, c = (int(v[0]) for v in np.nonzero(bad))
         column = want[c] if want is not None else f"column {c + 1}"
-        if np.isinf(x).any() or stats["fill"] is None:
+        scaler = stats["scaler"]
+        if np.isinf(x).any() or scaler.fill_ is None:
             raise DataError(f"{mod.source}: modality {name!r} has {int(bad.sum())} missing or infinite value(s), "
                             f"first at sample {ids[r]!r}, feature {column!r}",
                             fix="fill them (the run was encoded without --impute, so it has no fill values)"
-                            if stats["fill"] is None else "replace the infinite values")
-        rows, cols = np.nonzero(bad)
-        x[rows, cols] = stats["fill"][cols]
-        notes.append(f"modality {name!r}: {len(rows)} missing value(s) filled with the training split's "
+                            if scaler.fill_ is None else "replace the infinite values")
+        notes.append(f"modality {name!r}: {int(bad.sum())} missing value(s) filled with the training split's "
                      "values, as the run's --impute did")
-    return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
+    return stats["scaler"].transform(x, where=lambda r, c: (str(mod.source), f"sample {ids[r]!r}, column {c + 1}"))
 
 
 def _few(items: list[str], k: int = 5) -> str:

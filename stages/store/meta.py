@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.core import safefs
+from stages.core.cmdline import with_cache_dir
 from stages.core.hashing import file_sha256
 
 META = "meta.json"
@@ -40,32 +41,6 @@ def hash_outputs(directory: Path) -> dict:
             continue
         out[rel] = {"sha256": file_sha256(path, regular_only=True), "bytes": path.lstat().st_size}
     return out
-
-
-def with_cache_dir(command: str, cache_dir: Path | None) -> str:
-    """A recorded command line with its ``--cache-dir`` pointing at ``cache_dir``, where the artifact
-    is now (a cache is moved, copied or shared; the folder it was built in may not exist here)."""
-    import shlex
-
-    if cache_dir is None or "--cache-dir" not in command:
-        return command
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return command
-    out, skip = [], False
-    for word in words:
-        if skip:
-            out.append(str(cache_dir))
-            skip = False
-        elif word == "--cache-dir":
-            out.append(word)
-            skip = True
-        elif word.startswith("--cache-dir="):
-            out.append(f"--cache-dir={cache_dir}")
-        else:
-            out.append(word)
-    return shlex.join(out)
 
 
 def rerun_hint(path: Path, command: str | None, stage: str, cache_dir: Path | None = None) -> str:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stages.store import layout
+from stages.core import cmdline
 from stages.errors import ClimdError, UsageError
 from stages.core.names import check_name
 from stages.store.artifacts import RunStore, run_for_seed
@@ -74,7 +75,7 @@ class Cell:
 
     def command(self) -> str:
         """The `climd train` command that builds this cell alone (recorded in its meta.json)."""
-        default, parts = TrainOptions(), ["climd", "train", "--run", self.run]
+        default, parts = TrainOptions(), [f"--run {self.run}"]
         for flag, (name, _) in TRAIN.items():
             value = self.options.get(name)
             if name == "variant" or value == getattr(default, name):
@@ -84,10 +85,10 @@ class Cell:
             elif name == "batch_size" and value == 0:
                 parts.append("--batch-size full")
             else:
-                parts.append(f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}")
+                parts += cmdline.option(f"--{flag}", value)
         if self.variant != self.train_options().variant_name():
-            parts.append(f"--variant {self.variant}")
-        return " ".join(parts + [f"--seed {self.seed}"])
+            parts += cmdline.option("--variant", self.variant)
+        return cmdline.climd("train", parts + [f"--seed {self.seed}"])
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from stages.core import cmdline
 from stages.errors import ClimdError
 from stages.store.artifacts import Artifact, RunStore
 
@@ -224,7 +225,7 @@ def _inputs_match(stage: str, opts: dict, artifact: Artifact) -> bool:
 
 def upstream_command(stage: str, run: str, opts: dict) -> str:
     """The `climd <stage>` command these options stand for (recorded in the artifact's meta.json)."""
-    parts = ["climd", stage, "--run", run]
+    parts = [f"--run {run}"]
     opts = {k: v for k, v in opts.items() if k != "shared-run"}   # the same artifact as a plain encode
     if opts.get("shards"):
         count, index = opts.pop("shards"), opts.pop(SHARD_INDEX, None)
@@ -232,12 +233,6 @@ def upstream_command(stage: str, run: str, opts: dict) -> str:
     for key, value in opts.items():
         if key in ON_BY_DEFAULT:
             parts += [f"--no-{key}"] if value is False else []
-            continue
-        if value is None or value is False:
-            continue
-        if value is True:
-            parts.append(f"--{key}")
-        else:
-            shown = ",".join(value) if isinstance(value, list) else (f"{value:g}" if isinstance(value, float) else value)
-            parts.append(f"--{key} {shown}")
-    return " ".join(parts)
+        elif value is not None:
+            parts += cmdline.option(f"--{key}", value)
+    return cmdline.climd(stage, parts)
