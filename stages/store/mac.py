@@ -7,7 +7,7 @@ record climd writes carries ``"mac": {"alg": "hmac-sha256", "key_id", "value"}``
 JSON, and every record it reads must carry a valid one for that key: an edited or unsigned artifact is
 refused (exit 5). Since ``meta.json`` records the hashes of every output and the keys of every input,
 its MAC covers the artifact's files and its place in the pipeline. Without the variable nothing is
-signed or checked. See docs/artifacts-trust.md.
+signed or checked. See docs/artifacts.md ("A shared cache").
 """
 from __future__ import annotations
 
