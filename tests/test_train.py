@@ -382,3 +382,22 @@ def test_a_replica_is_the_same_whatever_losses_its_neighbours_use(cli, ros):
     assert {r["artifact"].summary["replicas_in_program"] for r in results} == {3}
     a, b = weights(ros / "train" / "alone" / "seed1"), weights(ros / "train" / "mixed-ce" / "seed1")
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_an_empty_curriculum_epoch_trains_no_step_and_is_not_a_divergence(cli, cache, tmp_path):
+    """48 samples over T = 100 epochs: S_1 = 0.48 rounds to no sample. That epoch trains nothing
+    (0 steps, no loss in history.csv) and the rest train as usual (it crashed the engine before)."""
+    import csv
+
+    from tests import datagen
+
+    path = datagen.omics_manifest(tmp_path / "d", n=48)
+    for args in (["encode", "--data", path], ["score"], ["fit-dist"], ["schedule", "--epochs", "100"]):
+        assert cli(*args, "--run", "e").exit_code == 0
+    assert (cache / "e" / "schedule" / "epoch_0001.txt").read_text() == ""
+    for budget in ("epochs", "steps"):
+        r = cli("train", "--run", "e", "--curriculum", "climd", "--budget", budget, "--seeds", "0")
+        assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((cache / "e" / "train" / "climd" / "seed0" / "history.csv").open()))
+    assert len(rows) == 100 and rows[0]["steps"] == "0" and rows[0]["loss"] == ""
+    assert all(int(r["steps"]) > 0 and r["loss"] for r in rows[1:])

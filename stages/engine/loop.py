@@ -23,7 +23,8 @@ import numpy as np
 
 from stages.engine import checkpoint, dsrmc, losses, order
 from stages.errors import InterruptedRun, StaleArtifactError
-from stages.engine.support import Cadence, Signals, batch_inputs, debug_sleep, diverged, gpu_peak_mb, record_batches
+from stages.engine.support import (Cadence, Signals, batch_inputs, debug_sleep, diverged, empty_epoch, gpu_peak_mb,
+                                   record_batches)
 from stages.engine.grouping import group
 from stages.engine.replicas import Replica, batch_size, finish, pool
 
@@ -183,7 +184,7 @@ class Group:
             records = self._epoch(epoch, torch)
             for r, rec in enumerate(records):
                 self.history[r].append(rec)
-                if r not in self.diverged and not math.isfinite(rec["loss"]):
+                if r not in self.diverged and rec["steps"] and not math.isfinite(rec["loss"]):
                     self.diverged[r] = epoch
             debug_sleep()
             if self.opts0.select == "best-valid":
@@ -202,6 +203,8 @@ class Group:
         members, R = self.members, self.R
         batching = self.model.batching
         pools = [pool(m, epoch) for m in members]
+        if not len(pools[0]):                  # the epoch's subset rounds to no sample (tiny data, large T)
+            return empty_epoch(members, epoch)
         steps_full = order.steps_per_full_epoch(members[0].unit.n, batch_size(members[0], members[0].unit.n))
         plans = []
         scored = members[0].opts.curriculum == dsrmc.NAME and epoch <= members[0].epochs

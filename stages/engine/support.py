@@ -111,3 +111,12 @@ def diverged(m, epoch: int | None, history: list[dict]):
         f"{m.label()}: training diverged {when} with --lr {m.opts.lr:g}: the weights are not finite, so "
         "nothing was saved for this replica",
         fix=f"lower the learning rate (e.g. --lr {m.opts.lr / 10:g}) and rerun; the other replicas are kept")
+
+
+def empty_epoch(members, epoch: int) -> list[dict]:
+    """The history records of a curriculum epoch whose subset is empty (S_t = t/T·N rounds to 0 on
+    tiny data): no step, no sample, no loss (NaN, which is not a divergence when nothing was trained).
+    The replicas' random streams are not drawn, so the epochs after it are those of a longer subset."""
+    names = members[0].unit.class_names
+    return [{"subset_size": 0, "steps": 0, "samples_seen": 0, "loss": float("nan"),
+             **{f"n_{c}": 0 for c in names}, "epoch": epoch, "phase": "curriculum"} for _ in members]
