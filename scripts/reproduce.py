@@ -78,7 +78,7 @@ climd.g0.5|--curriculum climd --schedule-tag g0.5|q g
 climd.g1.0|--curriculum climd --schedule-tag g1.0|g
 """
 REFERENCES = ["logreg", "logreg-balanced", "smote-logreg", "hgb-balanced", "brf"]
-QUICK_REFERENCES = ["logreg-balanced"]        # HGB takes ~40 s a fit here; tests/test_reference.py covers all
+QUICK_REFERENCES = ["logreg-balanced"]        # HGB takes ~40 s a fit here; tests/method/test_reference.py covers all
 TCGA = ("brca", "kipan", "lgg")
 
 

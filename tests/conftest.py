@@ -29,6 +29,9 @@ _pin_xdist_worker()
 def pytest_collection_modifyitems(config, items):
     """The slow tests first, so that under ``pytest -n N`` one worker starts the longest test at once
     while the others share the rest (the order of the other tests is kept)."""
+    for item in items:                     # `-m "not slurm"` deselects every test that starts a cluster
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -95,3 +98,16 @@ def ros(ros_template, cache) -> Path:
 
     shutil.copytree(ros_template, cache)
     return cache / "ros"
+
+
+def refused(result, code: int, *fragments: str, fix: bool = False):
+    """The one check of a refused command (bad input, a missing or damaged artifact): the documented
+    exit code, no traceback, nothing on stdout, every fragment (a file, a row, the fix) in the
+    message on stderr, and with ``fix=True`` a ``fix:`` line."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    assert result.stdout == "", result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    if fix:
+        assert "fix:" in result.stderr, result.stderr

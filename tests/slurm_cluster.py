@@ -44,7 +44,7 @@ FINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED"
          "BOOT_FAIL", "DEADLINE"}
 PARTITION = base.PARTITION
 MARKER = "CLIMD_TEST_SLURM"  # in the environment of every process this cluster starts
-MAX_ARRAY_SIZE = 4           # small, so that a sweep's arrays are split (tests/test_slurm_sweep.py)
+MAX_ARRAY_SIZE = 4           # small, so that a sweep's arrays are split (tests/sweep/test_slurm_sweep.py)
 
 
 class SlurmCluster(base.Cluster):

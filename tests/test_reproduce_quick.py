@@ -2,8 +2,8 @@
 verdict, Table 4 and gamma) and Table 3 paths of scripts/reproduce.py, the tables, choices and plots
 they must produce, and a rerun that rebuilds nothing. The Derm7pt and CFCML paths (image encodes, the
 random-init control) are left to `make reproduce-quick`, which runs all of them, to keep the suite
-short; Derm7pt encoding and CFCML run through the CLI in tests/test_derm7pt_layouts.py and
-tests/test_cfcml.py."""
+short; Derm7pt encoding and CFCML run through the CLI in tests/data/test_derm7pt_layouts.py and
+tests/models/test_cfcml.py."""
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, shared
+from tests.conftest import ROOT, shared
 
 pytestmark = pytest.mark.slow
 DATASETS = ["brca", "table3"]

@@ -26,7 +26,7 @@ def trusted_types() -> list[str]:
     """Types a stored reference may hold beyond skops' defaults (nothing else is ever loaded), named
     from the public classes, so a library that moves a class keeps working. The two fitted-tree
     types have no public import; their names are taken from the instances themselves.
-    ``tests/test_reference.py`` checks that this list covers what every reference model stores."""
+    ``tests/method/test_reference.py`` checks that this list covers what every reference model stores."""
     from imblearn.ensemble import BalancedRandomForestClassifier
     from imblearn.pipeline import Pipeline
     from imblearn.under_sampling import RandomUnderSampler

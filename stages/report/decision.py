@@ -160,7 +160,7 @@ def two_level(diffs, replicates, ratio: float = 0.0, level: float = stats.LEVEL)
     df = J - 1.0
     if split > 0 and var > 0:
         # var = c1·s²_m − ratio·mean(1/K)·σ²_seed: a difference of mean squares, so Satterthwaite's df
-        # (never more than J − 1); the simulation in tests/test_decision.py checks its coverage
+        # (never more than J − 1); the simulation in tests/report/test_decision.py checks its coverage
         df = min(df, var ** 2 / ((c1 * s2m) ** 2 / (J - 1) + (ratio * inv_k * seed) ** 2 / within_df))
     se2 = math.sqrt(var)
     q2 = float(t_dist.ppf(0.5 + level / 2, df))
