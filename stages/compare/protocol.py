@@ -168,18 +168,21 @@ class Task:
 
 
 def dataset_facts(s: Setup) -> Facts:
-    from stages.data.adapters import DataOptions, finish_dataset, read_dataset
+    """From the data as read (no split drawn, so a rerun with everything fresh imports no scikit-learn):
+    whether it has its own validation split, and replicate 0's training size for the cost estimate
+    (the drawn split's sizes when the data gives none; every replicate's encode checks the data)."""
+    from stages.data.adapters import DataOptions, read_dataset
     from stages.pipeline.shards import SHARDED
 
     opts = DataOptions(format=s.format, split_file=Path(s.split_file(0)) if s.split_files else None,
                        **_data_fields(s.encode_options))
     ds = read_dataset(s.data, opts)
-    has_valid = bool((ds.split == "valid").any())
+    has_valid = ds.split is not None and bool((ds.split == "valid").any())
     shared = any(m.kind in SHARDED for m in ds.modalities.values())
+    n_train = int((ds.split == "train").sum()) if ds.split is not None else round(ds.n * (1 - opts.test_size))
     if not has_valid:
-        opts.val_fraction = VAL_FRACTION
-    ds = finish_dataset(ds, opts)
-    return Facts(has_valid, int((ds.split == "train").sum()), ds.n if shared else 0)
+        n_train = round(n_train * (1 - VAL_FRACTION))
+    return Facts(has_valid, n_train, ds.n if shared else 0)
 
 
 def shared_task(s: Setup, facts: Facts) -> Task | None:

@@ -11,12 +11,18 @@ Their test metrics are compared, paired by replicate, and decided against ±delt
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from stages.report.decision import DEFAULT_DELTA_POINTS
+from stages.core.hashing import cache_key, file_sha256
 from stages.errors import MissingArtifactError
+from stages.store import layout
+from stages.store.atomic import atomic_write_json
 
 CURRICULUM_BEST, NONCURRICULUM_BEST = "curriculum-best", "noncurriculum-best"
+STAMP = "verdict.json"               # beside report.md: what the verdict was computed from
 METRIC = "f1_macro"
 log = logging.getLogger("climd")
 
@@ -52,16 +58,48 @@ def write(s, command: str = ""):
 
     stores = [RunStore(s.cache_dir, r) for r in s.runs]
     panel = s.panel
-    _check_complete(stores, {v for r in panel.rows for v in r.variant_names()}, s.seeds)
+    wanted = {v for r in panel.rows for v in r.variant_names()}
+    _check_complete(stores, wanted, s.seeds)
     req = build.Request(references=references(panel), order=shown(panel), choose=choices(panel), choose_metric=METRIC,
                         delta=DEFAULT_DELTA_POINTS if s.delta is None else s.delta)
+    stamp = _stamp(stores, wanted, s.seeds, req, panel)
+    if _unchanged(s.out, stamp):
+        log.info("verdict unchanged (same evaluations and choices): %s", s.out)
+        return s.out
     result = build.build(stores, req)
     for w in result.warnings:
         log.warning(w)
     result.run_info.update(panel=panel.source, n_replicates=s.replicates, n_seeds=len(s.seeds))
     title = (f"{s.name}: the best curriculum method against {references(panel)[0]} and against the best "
              f"non-curriculum method (all chosen per replicate on validation)")
-    return build.save(result, s.out, title, command, "test", _panel_note(panel))
+    out = build.save(result, s.out, title, command, "test", _panel_note(panel))
+    atomic_write_json(Path(out) / STAMP, {**stamp, "report_sha256": file_sha256(Path(out) / "report.md")})
+    return out
+
+
+def _stamp(stores, wanted: set[str], seeds: list[int], req, panel) -> dict:
+    """What the verdict is a function of: the key of every evaluation it reads and the request (a
+    rerun whose stamp is unchanged reuses the report, as a stage reuses its artifact)."""
+    keys = {}
+    for st in stores:
+        for split in ("valid", "test"):
+            for v in sorted(wanted):
+                for k in seeds:
+                    name = layout.eval_name(split, v, k)
+                    keys[f"{st.run}/{name}"] = st.read(name).key
+    request = {"references": req.references, "order": req.order, "choose": req.choose,
+               "metric": req.choose_metric, "delta": req.delta, "panel": panel.source}
+    return {"format": 1, "key": cache_key({"request": request, "evaluations": keys})}
+
+
+def _unchanged(out, stamp: dict) -> bool:
+    path = Path(out) / STAMP
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        return (old.get("key") == stamp["key"] and (Path(out) / "report.md").is_file()
+                and old.get("report_sha256") == file_sha256(Path(out) / "report.md"))
+    except (OSError, ValueError):
+        return False
 
 
 def _check_complete(stores, wanted: set[str], seeds: list[int]) -> None:
@@ -70,7 +108,7 @@ def _check_complete(stores, wanted: set[str], seeds: list[int]) -> None:
     from stages.store.artifacts import META
 
     missing = [f"{v} {st.run}/seed{k} ({split})" for split in ("valid", "test") for st in stores for k in seeds
-               for v in sorted(wanted) if not (st.path(f"eval-{split}/{v}/seed{k}") / META).is_file()]
+               for v in sorted(wanted) if not (st.path(layout.eval_name(split, v, k)) / META).is_file()]
     if missing:
         raise MissingArtifactError(f"{len(missing)} panel cell(s) are not evaluated: "
                                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",

@@ -53,11 +53,14 @@ class Dataset:
     ids: np.ndarray                  # str, unique
     labels: np.ndarray               # int64 in [0, C)
     class_names: list[str]
-    split: np.ndarray                # str in SPLITS
+    split: np.ndarray | None         # str in SPLITS; None until a pending split is drawn
     modalities: dict[str, Modality]
     label_source: Path
     files: list[Path] = field(default_factory=list)   # every file read: the data fingerprint
     notes: list[str] = field(default_factory=list)    # what the adapter did (dropped rows, ...)
+    # (test_size, seed) of a stratified split not drawn yet: the data as read is all an encode key
+    # needs, so a reused encode never draws it (:func:`stages.data.adapters.finish_dataset` does)
+    pending_split: tuple[float, int] | None = None
 
     @property
     def n(self) -> int:

@@ -47,7 +47,7 @@ def run(store: RunStore, data: Path | None, data_opts, opts, force: bool = False
     shard = shards.Shard(0, 1)
     tag = {"index": 0, "count": 1, "rows": [0, ds.n], "batch_size": opts.batch_size}
     return store.build(NAME, encode.STAGE, shards.SHARD_VERSION, {**params, "shard": tag}, inputs,
-                       lambda out: shards._write_shard(out / shards.FILE, ds, opts, 0, ds.n, shard),
+                       lambda out: shards.write_shard(out / shards.FILE, ds, opts, 0, ds.n, shard),
                        force=force, key_params={**key_params, "shard": tag})
 
 

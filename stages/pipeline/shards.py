@@ -85,11 +85,11 @@ def run_shard(store: RunStore, data: Path | None, data_opts, opts, shard: Shard,
     start, stop = rows(ds.n, opts.batch_size, shard)
     tag = {"index": shard.index, "count": shard.count, "rows": [start, stop], "batch_size": opts.batch_size}
     return store.build(shard.name, encode.STAGE, SHARD_VERSION, {**params, "shard": tag}, inputs,
-                       lambda out: _write_shard(out / FILE, ds, opts, start, stop, shard),
+                       lambda out: write_shard(out / FILE, ds, opts, start, stop, shard),
                        force=force, key_params={**key_params, "shard": tag})
 
 
-def _write_shard(path: Path, ds, opts, start: int, stop: int, shard: Shard) -> dict:
+def write_shard(path: Path, ds, opts, start: int, stop: int, shard: Shard) -> dict:
     import h5py
 
     summary = {"dataset": ds.name, "shard": shard.index, "shards": shard.count, "rows": [start, stop],

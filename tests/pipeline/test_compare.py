@@ -47,13 +47,16 @@ def test_compare_own_data_then_rerun_reuses_everything(tmp_path, cache, cli):
     assert "curriculum-best" in text and "noncurriculum-best" in text and "climd compare" in text
 
     mtimes = {p: p.stat().st_mtime_ns for p in cache.rglob("meta.json")}
+    mtimes[out / "report.md"] = (out / "report.md").stat().st_mtime_ns     # the verdict too is reused
     again = cli("--no-progress", *args, "--json")
     assert again.exit_code == 0, again.output
     summary = json.loads(again.stdout)
     assert summary["trained"] == 0 and summary["reused"] == 15 and summary["upstream_built"] == 0
     # nothing trained, built or rewritten (its time against the first run is measured by `make bench`,
     # never timed in a unit test)
-    assert {p: p.stat().st_mtime_ns for p in cache.rglob("meta.json")} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in [*cache.rglob("meta.json"), out / "report.md"]} == mtimes
+    (out / "report.md").write_text("edited")                 # a changed report is written again
+    assert cli("--no-progress", *args).exit_code == 0 and "curriculum-best" in (out / "report.md").read_text()
     assert pd.read_csv(out / "chosen.csv").equals(chosen)
 
     # a replica lost in flight (its folders gone, as after kill -9 before it finished): only it is redone

@@ -11,6 +11,7 @@ from stages.data.adapters import derm7pt
 from stages.data.adapters import folder
 from stages.data.adapters import manifest
 from stages.data.adapters import mogonet
+from stages.data.adapters.splits import stratified_split
 from stages.data.adapters import tcga
 from stages.data.adapters.resplit import resplit
 from stages.data.adapters.splits import carve_validation
@@ -97,6 +98,10 @@ def read_dataset(path: Path | None, opts: DataOptions) -> Dataset:
 
 def finish_dataset(ds: Dataset, opts: DataOptions) -> Dataset:
     """``--resplit``, the validation carve-out and every check of :func:`stages.data.dataset.validate`."""
+    if ds.pending_split is not None:
+        test_size, seed = ds.pending_split
+        ds.split, ds.pending_split = stratified_split(ds.labels, test_size, seed), None
+        ds.notes.append(f"stratified split: test_size={test_size}, seed={seed}")
     ds = resplit(ds, opts.resplit)
     ds.split = carve_validation(ds.split, ds.labels, opts.val_fraction, opts.split_seed)
     validate(ds, opts.impute)

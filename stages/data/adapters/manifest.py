@@ -28,7 +28,6 @@ from stages.errors import DataError
 from stages.data.adapters import manifest_schema
 from stages.data.adapters.common import (align, check_unique, read_csv, read_keyed_table, require_file, to_float)
 from stages.data.adapters.derm7pt import resolve_images
-from stages.data.adapters.splits import stratified_split
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -80,12 +79,11 @@ def load(path: Path, test_size: float = 0.3, seed: int = 0) -> Dataset:
         split = table[col].astype(str).str.strip().str.lower().to_numpy(dtype=object)
         check_split_values(split, table_path, col)
         notes = []
-    else:
-        split = stratified_split(labels, test_size, seed)
-        notes = [f"stratified split: test_size={test_size}, seed={seed}"]
+    else:                                  # drawn by finish_dataset, so a reused encode never draws it
+        split, notes = None, []
     return Dataset(name=spec.get("name", path.stem), ids=np.array(ids, dtype=object), labels=labels,
                    class_names=names, split=split, modalities=mods, label_source=table_path,
-                   files=files, notes=notes)
+                   files=files, notes=notes, pending_split=None if split is not None else (test_size, seed))
 
 
 def modality(name, mspec, table, ids, base, table_path, manifest, files) -> Modality:
