@@ -145,7 +145,9 @@ def train(
         s = r["summary"]
         verb = "reused" if r["reused"] else f"trained in {s['seconds']:.1f} s"
         info(f"[green]train[/]: {r['run']} {r['variant']} seed {r['seed']} {verb} -> {r['path']} "
-             f"(final loss {s['final_loss']:.4f}, {s['samples_seen']} samples, {s['optimizer_steps']} steps)")
+             + (f"(final loss {s['final_loss']:.4f}, {s['samples_seen']} samples, {s['optimizer_steps']} steps)"
+                if s.get("final_loss") == s.get("final_loss") and s.get("final_loss") is not None
+                else "(a fitted scikit-learn reference: no training loss)"))
         if not json:
             typer.echo(r["path"])
     if json:

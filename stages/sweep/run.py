@@ -151,8 +151,10 @@ def train_cells(cache_dir: Path | str, cells: list[Cell], force: bool = False, j
             results[cell.key] = {"cell": cell.key, "path": str(r["artifact"].path), "reused": r["reused"]}
             if not r["reused"]:
                 summary = r["artifact"].summary
-                log.info("trained %s in %.1f s (final loss %s) -> %s", cell.key, summary.get("seconds", 0),
-                         summary.get("final_loss"), r["artifact"].path)
+                loss = summary.get("final_loss")
+                shown = f"final loss {loss:.4g}" if isinstance(loss, (int, float)) and loss == loss else "no loss: fitted"
+                log.info("trained %s in %.1f s (%s) -> %s", cell.key, summary.get("seconds", 0), shown,
+                         r["artifact"].path)
     evaluated = _evaluate(cache_dir, [c for c in cells if c.key in results], evaluate, force, errors)
     trained = [k for k, r in results.items() if not r["reused"]]
     out = {"trained": trained, "reused": [k for k in results if k not in trained],
