@@ -15,6 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.core import yamlfile
 from stages.errors import ClimdError, UsageError
 
 GROUPS = ("curriculum", "non-curriculum", "control")
@@ -197,32 +198,17 @@ def resolve(spec: str) -> Panel:
     if spec in ("default", "quick"):
         return builtin(spec)
     path = Path(spec)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read the panel file {path}: {exc.strerror or exc}",
-                         fix="--panel default | quick | a file written by `climd compare --write-panel FILE`") from None
+    text = yamlfile.read_text(path, "panel file",
+                              fix="--panel default | quick | a file written by `climd compare --write-panel FILE`")
     return load_text(text, str(path))
 
 
 def load_text(text: str, source: str) -> Panel:
-    import yaml
-
-    from stages.sweep.grid import _positions
-
-    try:
-        raw = yaml.safe_load(text)
-        lines = _positions(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UsageError(f"{source}" + (f", line {mark.line + 1}" if mark else "") + ": not valid YAML",
-                         fix="compare with `climd compare --write-panel panel.yaml`") from None
+    raw, lines = yamlfile.parse(text, source, fix="compare with `climd compare --write-panel panel.yaml`")
 
     def where(*keys) -> str:
-        probe = tuple(keys)
-        while probe and probe not in lines:
-            probe = probe[:-1]
-        return f"{source}" + (f", line {lines[probe]}" if probe else "")
+        line = yamlfile.line_of(lines, keys)
+        return f"{source}" + (f", line {line}" if line else "")
 
     if not isinstance(raw, dict):
         raise UsageError(f"{source}: a panel is a YAML mapping", fix="see `climd compare --write-panel panel.yaml`")

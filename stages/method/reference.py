@@ -10,6 +10,7 @@ is refused before anything in it is instantiated. No joblib or pickle, since cac
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ FILE = "model.skops"
 LEGACY_FILE = "model.joblib"
 
 
-def trusted_types() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def trusted_types() -> tuple[str, ...]:
     """Types a stored reference may hold beyond skops' defaults (nothing else is ever loaded), named
     from the public classes, so a library that moves a class keeps working. The two fitted-tree
     types have no public import; their names are taken from the instances themselves.
@@ -36,8 +38,8 @@ def trusted_types() -> list[str]:
     x, y = np.array([[0.0], [1.0], [0.0], [1.0]]), np.array([0, 1, 0, 1])
     tree = type(DecisionTreeClassifier(random_state=0).fit(x, y).tree_)
     predictor = type(HistGradientBoostingClassifier(max_iter=1, random_state=0).fit(x, y)._predictors[0][0])
-    return [f"{cls.__module__}.{cls.__qualname__}"
-            for cls in (predictor, tree, BalancedRandomForestClassifier, Pipeline, RandomUnderSampler)]
+    return tuple(f"{cls.__module__}.{cls.__qualname__}"       # derived once per process (two tiny fits)
+                 for cls in (predictor, tree, BalancedRandomForestClassifier, Pipeline, RandomUnderSampler))
 
 
 def design_matrix(feats: Features, rows: np.ndarray) -> np.ndarray:
@@ -120,7 +122,7 @@ def load(path: Path) -> dict:
                                      "(a pickle can execute code)", fix=fix)
         raise StaleArtifactError(f"{path} is missing", fix=fix)
     try:
-        state = sio.load(path, trusted=trusted_types())
+        state = sio.load(path, trusted=list(trusted_types()))
     except UntrustedTypesFoundException as exc:
         raise StaleArtifactError(f"{path} holds types outside climd's trusted list; refused without loading "
                                  f"them ({exc})", fix=fix) from None

@@ -206,12 +206,8 @@ def paired(rows: pd.DataFrame, reference: str, variants: list[str] | None = None
         raise UsageError(f"reference variant {reference!r} has no evaluations",
                          fix=f"choose from {sorted(set(rows.variant))}")
     columns = columns or metric_columns(rows)
-    ref = rows[rows.variant == reference].set_index(["run", "seed"])
-    names = [v for v in (variants or list(dict.fromkeys(rows.variant))) if v != reference and v in set(rows.variant)]
     out = []
-    for variant in names:
-        g = rows[rows.variant == variant].set_index(["run", "seed"])
-        common = g.index.intersection(ref.index).sort_values()
+    for variant, g, ref, common in _against(rows, reference, variants):
         dropped = [f"{r}/seed{s} (only {variant})" for r, s in sorted(g.index.difference(ref.index))] + \
                   [f"{r}/seed{s} (only {reference})" for r, s in sorted(ref.index.difference(g.index))]
         ratio = None
@@ -266,17 +262,23 @@ def _decision(pairs: pd.Series, ratio, delta: float, metric: str) -> dict:
     return rec
 
 
+def _against(rows: pd.DataFrame, reference: str, variants: list[str] | None):
+    """(variant, its rows, the reference's rows, the (run, seed) replicates both have) per variant
+    compared with ``reference``: what :func:`paired` and :func:`differences` both pair."""
+    ref = rows[rows.variant == reference].set_index(["run", "seed"])
+    present = set(rows.variant)
+    for variant in [v for v in (variants or list(dict.fromkeys(rows.variant))) if v != reference and v in present]:
+        g = rows[rows.variant == variant].set_index(["run", "seed"])
+        yield variant, g, ref, g.index.intersection(ref.index).sort_values()
+
+
 def differences(rows: pd.DataFrame, reference: str, variants: list[str] | None = None,
                 metric: str = PRIMARY) -> pd.DataFrame:
     """One row per replicate and comparison (the J differences the decision used), so the posterior
     can be recomputed with ``scipy.stats.t``: replicate, variant, reference, metric, diff (metric
     scale), seeds (how many seeds were averaged), n_train, n_test."""
-    ref = rows[rows.variant == reference].set_index(["run", "seed"])
-    names = [v for v in (variants or list(dict.fromkeys(rows.variant))) if v != reference and v in set(rows.variant)]
     out = []
-    for variant in names:
-        g = rows[rows.variant == variant].set_index(["run", "seed"])
-        common = g.index.intersection(ref.index).sort_values()
+    for variant, g, ref, common in _against(rows, reference, variants):
         pairs = _pairs(g, ref, common, metric)
         sizes = g.loc[pairs.index].reindex(columns=["n_train", "n_test"]).astype(float)
         if len({r for r, _ in pairs.index}) > 1:

@@ -25,6 +25,7 @@ from stages.core.hashing import file_sha256
 from stages.errors import DataError, MissingArtifactError, UsageError
 from stages.report import collect as report
 from stages.report import decision
+from stages.store.artifacts import package_versions
 from stages.store.atomic import atomic_dir, atomic_write_json
 
 CD_MIN_DATASETS = 5          # autorank refuses fewer performance estimations (rows)
@@ -199,20 +200,8 @@ def write(result: dict, out: Path, folders: list[Path], command: str, versions: 
         cd_note = pool_plots.cd_diagram(result["means"], tmp / "cd.png", CD_MIN_DATASETS)
         (tmp / "pooled.md").write_text(pool_plots.markdown(result, command, cd_note))
         atomic_write_json(tmp / "meta.json", {
-            "command": command, "versions": {**versions, **_versions("statsmodels", "autorank")}, "metric": result["metric"], "delta": result["delta"],
+            "command": command, "versions": {**versions, **package_versions("statsmodels", "autorank")}, "metric": result["metric"], "delta": result["delta"],
             "datasets": {n: {"folder": str(f), "runs.csv": file_sha256(Path(f) / "runs.csv")}
                          for n, f in zip(result["names"], folders)},
             "cd_diagram": cd_note})
-    return out
-
-
-def _versions(*names: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            pass
     return out

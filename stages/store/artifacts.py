@@ -59,9 +59,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CLIMD_CACHE") or DEFAULT_CACHE)
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(*extra: str) -> dict[str, str]:
+    """climd's, Python's and the installed versions of the libraries results depend on (+ ``extra``)."""
     versions = {"climd": __version__, "python": sys.version.split()[0]}
-    for name in _VERSIONED:
+    for name in (*_VERSIONED, *extra):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stages.store import layout
-from stages.core import cmdline
+from stages.core import cmdline, yamlfile
 from stages.errors import ClimdError, UsageError
 from stages.core.names import check_name
 from stages.store.artifacts import RunStore, run_for_seed
@@ -148,9 +148,7 @@ class _Where:
         self.path, self.lines = path, lines
 
     def __call__(self, *keys) -> str:
-        line, probe = None, tuple(keys)
-        while line is None and probe:
-            line, probe = self.lines.get(probe), probe[:-1]
+        line = yamlfile.line_of(self.lines, keys)
         text = "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(keys))
         return f"{self.path}" + (f", line {line}" if line else "") + (f": {text}" if text else "")
 
@@ -164,41 +162,12 @@ class _Where:
         self.fail(keys + (key,), f"unknown {what} {key!r}", fix)
 
 
-def _positions(node, keys=(), out=None) -> dict:
-    import yaml
-
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            path = keys + (k.value,)
-            out.setdefault(path, k.start_mark.line + 1)
-            _positions(v, path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out.setdefault(keys + (i,), v.start_mark.line + 1)
-            _positions(v, keys + (i,), out)
-    return out
-
-
 def load_grid(path: Path | str) -> Grid:
     """Read and validate a grid file; every cell is expanded and its train options checked."""
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read the grid file {path}: {exc.strerror or exc}",
-                         fix="check the path (see examples/grids/)") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _positions(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        raise UsageError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})",
-                         fix="check the indentation and quoting: inside [...] or {...}, quote values with {seed} "
-                                 "(\"brca-s{seed}\"); see examples/grids/") from None
+    text = yamlfile.read_text(path, "grid file", fix="check the path (see examples/grids/)")
+    raw, lines = yamlfile.parse(text, str(path), fix="check the indentation and quoting: inside [...] or {...}, "
+                                                     "quote values with {seed} (\"brca-s{seed}\"); see examples/grids/")
     w = _Where(path, lines)
     if not isinstance(raw, dict):
         w.fail((), "a grid is a YAML mapping with the keys runs, seeds and train",

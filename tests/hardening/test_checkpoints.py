@@ -10,7 +10,7 @@ import pytest
 
 from stages.store import tensorio
 
-from .procs import climd, wait_for
+from tests.procs import climd, wait_for
 
 ARGS = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--checkpoint-every", "1",
         "--variant", "dmg", "--jobs", "1"]

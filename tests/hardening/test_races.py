@@ -4,7 +4,7 @@ import json
 import threading
 import time
 
-from .procs import climd
+from tests.procs import climd
 
 
 def test_two_identical_trains_1_s_apart_never_retrain_a_finished_replica(ros, cache):
@@ -55,7 +55,7 @@ def test_a_replica_finished_between_prepare_and_lease_is_reused_not_reopened(ros
     from stages.store.artifacts import RunStore
     from stages.pipeline.train import TrainOptions
 
-    from .procs import run
+    from tests.procs import run
 
     opts = TrainOptions(curriculum="none", epochs=2)
     store = RunStore(cache, "ros")

@@ -9,7 +9,7 @@ import pytest
 from stages.core import safefs
 from stages.store.lease import Lease, read_record, record_status
 
-from .procs import run
+from tests.procs import run
 
 
 def test_a_planted_fifo_lease_does_not_hang_a_reused_stage(ros):

@@ -15,22 +15,9 @@ from stages.store import tensorio
 from stages.store.lease import Lease
 
 from ..conftest import ROOT
-from .procs import climd, run
+from tests.procs import children_of, climd, run
 
 JOBS = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--seeds", "0-3", "--jobs", "2"]
-
-
-def _children(pid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 def _epochs_logged(path, seeds):
@@ -98,7 +85,7 @@ def test_a_killed_worker_is_exit_9_with_one_message(ros, cache, tmp_path, all_cp
     deadline = time.time() + 90
     while time.time() < deadline and not _epochs_logged(batches, [2, 3]):
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = children_of(proc.pid)
     assert workers, "no worker"
     for pid in workers:                               # as the kernel's out-of-memory killer would
         os.kill(pid, signal.SIGKILL)

@@ -18,6 +18,7 @@ from stages.store import tensorio
 from stages.pipeline.train import TrainOptions, parse_seeds
 
 from tests.conftest import ALL_CPUS, ROOT
+from tests.procs import children_of, wait_for
 
 
 def _history(path):
@@ -157,16 +158,6 @@ def _climd(cache, *args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _wait_for(path_glob, root, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = list(root.glob(path_glob))
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"{path_glob} never appeared under {root}")
-
-
 @pytest.mark.parametrize("extra_wait", [0.0, 0.6])
 def test_kill_a_batched_train_then_resume_gives_the_same_weights(cli, ros, cache, extra_wait):
     """kill -9 of a batched `climd train` part-way (just after the first checkpoint, or later):
@@ -176,7 +167,7 @@ def test_kill_a_batched_train_then_resume_gives_the_same_weights(cli, ros, cache
     shutil.copytree(ros, cache / "whole")
     args = ["train", "--curriculum", "climd", "--seeds", "0-4", "--lr", "5e-5,1e-3", "--checkpoint-every", "1"]
     proc = _climd(cache, *args, "--run", "ros", env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.1"})
-    _wait_for("train/climd*/seed*/checkpoint.json", ros)
+    wait_for("train/climd*/seed*/checkpoint.json", ros)
     time.sleep(extra_wait)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -201,9 +192,9 @@ def test_kill_of_the_parent_leaves_no_worker_behind(ros, cache):
     proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.3"})
     marker = str(cache)
     deadline = time.time() + 60
-    while time.time() < deadline and len(_children_of(proc.pid)) < 1:
+    while time.time() < deadline and len(children_of(proc.pid)) < 1:
         time.sleep(0.1)
-    workers = _children_of(proc.pid)          # the parent trains one block itself, a child the other
+    workers = children_of(proc.pid)          # the parent trains one block itself, a child the other
     assert len(workers) >= 1, "the worker never started"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -211,19 +202,6 @@ def test_kill_of_the_parent_leaves_no_worker_behind(ros, cache):
     while time.time() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.1)
     assert not [p for p in workers if _alive(p)], f"workers outlived their parent ({marker})"
-
-
-def _children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -359,7 +337,7 @@ def test_force_starts_over_instead_of_resuming(cli, ros, cache):
     args = ["train", "--run", "ros", "--curriculum", "none", "--epochs", "12", "--checkpoint-every", "1",
             "--variant", "again"]
     proc = _climd(cache, *args, env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.2"})
-    _wait_for("train/again/seed0/checkpoint.json", ros)
+    wait_for("train/again/seed0/checkpoint.json", ros)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     r = cli(*args, "--force")

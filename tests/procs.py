@@ -1,4 +1,5 @@
-"""climd as a subprocess, for cases that could hang or need real signals."""
+"""climd as a subprocess, for cases that could hang or need real signals, and waiting on its files and
+worker processes (the hardening and train tests)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from ..conftest import ALL_CPUS, ROOT
+from tests.conftest import ALL_CPUS, ROOT
 
 
 def climd(cache, *args, env=None, **kw) -> subprocess.Popen:
@@ -36,3 +37,17 @@ def wait_for(path_glob, root, timeout=60):
             return found
         time.sleep(0.02)
     raise AssertionError(f"{path_glob} never appeared under {root}")
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
