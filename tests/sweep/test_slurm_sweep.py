@@ -155,7 +155,7 @@ def test_a_preempted_train_task_checkpoints_requeues_and_ends_bit_identical(slur
     grid = tmp_path / "preempt.yaml"
     grid.write_text(GRID.replace("0-2", "0").format(name="preempt", train="  - {curriculum: climd, lr: 1e-3}"))
     _climd(slurm_cluster, "-q", "sweep", grid, "--cache-dir", local)
-    [job] = _submit(slurm_cluster, grid, cache, "--checkpoint-every", "1", env={"CLIMD_DEBUG_EPOCH_SLEEP": "1.0"})   # room for the signal on a busy machine
+    [job] = _submit(slurm_cluster, grid, cache, "--checkpoint-every", "1", env={"CLIMD_DEBUG_EPOCH_SLEEP": "0.4"})
     record = json.loads((cache / "ros/sweeps/preempt/sweep.json").read_text())
     [[task]] = [[t["job_id"] for t in a["tasks"]] for a in record["submissions"][-1]["arrays"]]   # "N" (one task)
     ckpt = cache / "ros/train/climd+lr0.001/seed0/checkpoint.json"
